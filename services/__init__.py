@@ -1,0 +1,1 @@
+"""The three touchbase services: contacts, reminders and notifier."""

@@ -1,0 +1,1 @@
+"""Contacts service: owns users, contacts, interactions and referrals."""

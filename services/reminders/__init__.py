@@ -1,0 +1,1 @@
+"""Reminders service: owns time: cadences, touchpoints, nudges, digests and reply interpretation."""

@@ -1,0 +1,1 @@
+"""Code every touchbase service uses: configuration, database, auth, errors, HTTP, logging."""

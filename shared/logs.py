@@ -1,0 +1,93 @@
+"""JSON logging configured once, with request ids and phone numbers masked."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+
+# Anything that looks like a phone number: an optional +, then 7 or more digits possibly split
+# by spaces, dots, dashes or parentheses. Only the last two digits survive.
+_PHONE_RE = re.compile(r"(?<![\w])\+?\(?\d(?:[\s().-]?\d){6,}")
+
+_STANDARD_ATTRS = frozenset(
+    vars(logging.makeLogRecord({})).keys() | {"message", "asctime", "taskName"}
+)
+
+
+def mask_phone(text: str) -> str:
+    """Replace every phone-number-like run in ``text`` with a masked form keeping 2 digits."""
+
+    def _mask(match: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", match.group(0))
+        return "+" + "*" * max(len(digits) - 2, 0) + digits[-2:]
+
+    return _PHONE_RE.sub(_mask, text)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks phone numbers in messages and extra fields, and adds the current request id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drops it."""
+        message = record.getMessage()
+        record.msg = mask_phone(message)
+        record.args = None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, str):
+                setattr(record, key, mask_phone(value))
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id and extras."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Serialize the record."""
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self._service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and key not in payload and value is not None:
+                payload[key] = value if isinstance(value, int | float | bool) else str(value)
+        if record.exc_info:
+            payload["exc"] = mask_phone(self.formatException(record.exc_info))
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def setup_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
+    """Configure the root logger for a service process (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(service))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's access log repeats what the metrics middleware records; keep it at warnings.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("pymongo").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("twilio").setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""aiohttp building blocks every service wires into its app factory."""

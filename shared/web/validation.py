@@ -1,0 +1,98 @@
+"""One way to read request input: JSON bodies and query strings parsed into pydantic models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_DEPTH = 8
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(body)"
+
+
+def validation_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Flatten pydantic errors into ``[{field, message}]`` for a 422 problem."""
+    out = []
+    for item in exc.errors(include_url=False, include_input=False):
+        message = str(item["msg"])
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        out.append({"field": _field(tuple(item["loc"])), "message": message})
+    return out
+
+
+def check_keys(value: Any, path: str = "", depth: int = 0) -> None:
+    """Refuse operator-like keys (``$x``, ``a.b``) and excessive nesting anywhere in a body."""
+    if depth > MAX_DEPTH:
+        raise ValidationFailed(
+            "the body is nested too deeply", [{"field": path or "(body)", "message": "too deep"}]
+        )
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            key = str(key)
+            where = f"{path}.{key}" if path else key
+            if key.startswith("$") or "." in key or "\x00" in key:
+                raise ValidationFailed(
+                    "field names may not start with '$' or contain '.'",
+                    [{"field": where, "message": "forbidden field name"}],
+                )
+            check_keys(item, where, depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_keys(item, f"{path}.{index}" if path else str(index), depth + 1)
+
+
+async def read_json(request: web.Request) -> Any:
+    """Read a JSON body with size, media type, UTF-8 and nesting checks."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("the body must be application/json")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not valid UTF-8") from None
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+    check_keys(data)
+    return data
+
+
+async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
+    """Parse and validate the JSON body as ``model``; errors become 400/413/415/422 problems."""
+    data = await read_json(request)
+    return parse_obj(data, model)
+
+
+def parse_obj(data: Any, model: type[ModelT]) -> ModelT:
+    """Validate already-decoded data as ``model`` (422 listing each field on failure)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(errors=validation_errors(exc)) from None
+
+
+def parse_query(request: web.Request, model: type[ModelT]) -> ModelT:
+    """Validate the query string as ``model``; repeated keys become lists."""
+    data: dict[str, Any] = {}
+    for key in request.query:
+        values = request.query.getall(key)
+        data[key] = values if len(values) > 1 else values[0]
+    check_keys(data)
+    return parse_obj(data, model)

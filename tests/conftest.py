@@ -1,0 +1,34 @@
+"""Suite-wide fixtures: one database server per run, a fresh database per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from pymongo import MongoClient
+
+from shared.devdb import DevDatabase
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri() -> Iterator[str]:
+    """A MongoDB-wire server for the whole run (MONGODB_URI if set, else FerretDB)."""
+    server = DevDatabase()
+    uri = server.start()
+    try:
+        yield uri
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def db_name(mongodb_uri: str) -> Iterator[str]:
+    """A fresh database name for this test, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    yield name
+    client: MongoClient[dict[str, object]] = MongoClient(mongodb_uri)
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()

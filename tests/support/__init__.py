@@ -1,0 +1,1 @@
+"""Helpers the test suites share: settings, database fixtures, service processes."""
