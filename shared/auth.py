@@ -1,10 +1,14 @@
-"""Tokens: short-lived user access tokens and service-to-service tokens, both signed JWTs."""
+"""Tokens: short-lived user access tokens and service-to-service tokens, both signed JWTs.
+
+Token lifetimes follow the wall clock, never a service's controllable test clock: tokens travel
+between processes whose test clocks may differ, and expiry is a security property, not domain time.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import jwt
@@ -34,10 +38,19 @@ class Principal:
         return self.kind == "user" and self.role == "operator"
 
 
+def _wall(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
 def issue_access_token(
-    secret: str, user_id: str, role: Role, now: datetime, ttl: timedelta = timedelta(minutes=15)
+    secret: str,
+    user_id: str,
+    role: Role,
+    now: datetime | None = None,
+    ttl: timedelta = timedelta(minutes=15),
 ) -> str:
-    """Sign a user access token."""
+    """Sign a user access token (``now`` defaults to the wall clock)."""
+    now = _wall(now)
     claims = {
         "iss": USER_ISSUER,
         "aud": USER_AUDIENCE,
@@ -51,8 +64,9 @@ def issue_access_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_access_token(secret: str, token: str, now: datetime) -> Principal:
+def verify_access_token(secret: str, token: str, now: datetime | None = None) -> Principal:
     """Check a user access token's signature, audience, issuer, type and expiry."""
+    now = _wall(now)
     try:
         claims = jwt.decode(
             token,
@@ -64,7 +78,6 @@ def verify_access_token(secret: str, token: str, now: datetime) -> Principal:
         )
     except jwt.PyJWTError:
         raise Unauthorized("invalid access token") from None
-    # Expiry is checked against the service clock (controllable in test mode), not the OS clock.
     if claims.get("typ") != "access" or int(claims["exp"]) <= int(now.timestamp()):
         raise Unauthorized("access token expired or of the wrong type")
     role = claims.get("role")
@@ -74,9 +87,14 @@ def verify_access_token(secret: str, token: str, now: datetime) -> Principal:
 
 
 def issue_service_token(
-    secret: str, caller: str, audience: str, now: datetime, ttl: timedelta = timedelta(minutes=5)
+    secret: str,
+    caller: str,
+    audience: str,
+    now: datetime | None = None,
+    ttl: timedelta = timedelta(minutes=5),
 ) -> str:
     """Sign a token that lets service ``caller`` call service ``audience``."""
+    now = _wall(now)
     claims = {
         "iss": SERVICE_ISSUER_PREFIX + caller,
         "aud": SERVICE_ISSUER_PREFIX + audience,
@@ -88,8 +106,11 @@ def issue_service_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_service_token(secret: str, token: str, audience: str, now: datetime) -> Principal:
+def verify_service_token(
+    secret: str, token: str, audience: str, now: datetime | None = None
+) -> Principal:
     """Check a service token addressed to ``audience`` from a known service."""
+    now = _wall(now)
     try:
         claims = jwt.decode(
             token,

@@ -79,7 +79,7 @@ class ServiceClient:
             self._session = None
 
     def _headers(self, idempotency_key: str | None) -> dict[str, str]:
-        token = issue_service_token(self._secret, self._caller, self._audience, self._clock.now())
+        token = issue_service_token(self._secret, self._caller, self._audience)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         rid = request_id_var.get()
         if rid:

@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 
 from shared.auth import Principal, verify_access_token, verify_service_token
 from shared.errors import Forbidden, NotFound, Unauthorized
-from shared.web.keys import CLOCK, PRINCIPAL, SETTINGS
+from shared.web.keys import PRINCIPAL, SETTINGS
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -42,16 +42,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.http_exception is not None or _is_public(request):
         return await handler(request)
     settings = request.app[SETTINGS]
-    now = request.app[CLOCK].now()
     token = _bearer(request)
     if request.path.startswith(INTERNAL_PREFIX):
         request[PRINCIPAL] = verify_service_token(
-            settings.internal_auth_secret.get_secret_value(), token, settings.service_name, now
+            settings.internal_auth_secret.get_secret_value(), token, settings.service_name
         )
     else:
-        request[PRINCIPAL] = verify_access_token(
-            settings.auth_jwt_secret.get_secret_value(), token, now
-        )
+        request[PRINCIPAL] = verify_access_token(settings.auth_jwt_secret.get_secret_value(), token)
     return await handler(request)
 
 
