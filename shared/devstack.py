@@ -17,7 +17,7 @@ from pathlib import Path
 
 from shared.devdb import DEFAULT_DATA_DIR, REPO_ROOT, DevDatabase, DevDatabaseError
 
-SERVICES = (("contacts", 8081), ("reminders", 8082), ("notifier", 8083))
+SERVICES = ("contacts", "reminders", "notifier")
 
 
 @dataclass
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--db-port", type=int, default=27018, help="FerretDB port on 127.0.0.1")
     parser.add_argument("--host", default="127.0.0.1", help="address the services bind")
+    parser.add_argument(
+        "--base-port", type=int, default=8080, help="contacts, reminders, notifier get base+1..3"
+    )
     args = parser.parse_args(argv)
     data_dir: Path = args.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  database   {uri}  ({db.kind}; state in {data_dir})", flush=True)
 
     dev_secrets = _dev_secrets(data_dir)
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in SERVICES}
+    ports = {name: args.base_port + offset for offset, name in enumerate(SERVICES, start=1)}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     common = {
         **dev_secrets,
         "MONGODB_URI": uri,
@@ -109,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     try:
-        for name, port in SERVICES:
+        for name, port in ports.items():
             log_path = logs / f"{name}.log"
             with log_path.open("ab") as log:
                 process = subprocess.Popen(
