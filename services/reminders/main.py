@@ -2,14 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
+from services.reminders.gateways import ContactsGateway, NotifierGateway
+from services.reminders.jobs import jobs_ctx
+from services.reminders.keys import CONTACTS_CLIENT, NOTIFIER_CLIENT, REPOSITORY, SERVICE
+from services.reminders.repository import RemindersRepository, ensure_indexes
+from services.reminders.routes import setup_routes
+from services.reminders.service import RemindersService
 from services.reminders.settings import RemindersSettings
 from shared.app import create_base_app
 from shared.clock import Clock
+from shared.http import ServiceClient
+from shared.web.keys import CLOCK, DB
+
+
+def _client(
+    settings: RemindersSettings, app: web.Application, target: str, url: str
+) -> ServiceClient:
+    return ServiceClient(
+        base_url=url,
+        caller="reminders",
+        audience=target,
+        secret=settings.internal_auth_secret.get_secret_value(),
+        clock=app[CLOCK],
+        timeout_s=settings.http_timeout_s,
+    )
 
 
 def create_app(settings: RemindersSettings, *, clock: Clock | None = None) -> web.Application:
     """Build the reminders application."""
-    app = create_base_app(settings, clock=clock)
+    app = create_base_app(settings, clock=clock, index_hooks=(ensure_indexes,))
+
+    async def clients_ctx(app: web.Application) -> AsyncIterator[None]:
+        contacts = _client(settings, app, "contacts", settings.contacts_url)
+        notifier = _client(settings, app, "notifier", settings.notifier_url)
+        await contacts.start()
+        await notifier.start()
+        app[CONTACTS_CLIENT] = contacts
+        app[NOTIFIER_CLIENT] = notifier
+        try:
+            yield
+        finally:
+            await contacts.close()
+            await notifier.close()
+
+    async def service_ctx(app: web.Application) -> AsyncIterator[None]:
+        repo = RemindersRepository(app[DB])
+        app[REPOSITORY] = repo
+        app[SERVICE] = RemindersService(
+            repo,
+            ContactsGateway(app[CONTACTS_CLIENT]),
+            NotifierGateway(app[NOTIFIER_CLIENT]),
+            app[CLOCK],
+            settings,
+        )
+        yield
+
+    app.cleanup_ctx.append(clients_ctx)
+    app.cleanup_ctx.append(service_ctx)
+    app.cleanup_ctx.append(jobs_ctx)
+    setup_routes(app)
     return app

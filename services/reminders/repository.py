@@ -1,0 +1,353 @@
+"""The only code of the reminders service that touches MongoDB."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from services.reminders.models import OPEN_STATES
+from shared.mongo import Database, Document
+
+POLICY_ID = "policy"
+JOBS_ID = "jobs"
+FEED_ID = "change_feed"
+
+
+async def ensure_indexes(db: Database) -> None:
+    """Indexes MongoDB needs for the sweep and lookups (harmless on FerretDB)."""
+    await db.users.create_index([("next_digest_at", ASCENDING)])
+    await db.contacts.create_index([("user_id", ASCENDING), ("contact_id", ASCENDING)])
+    await db.touchpoints.create_index(
+        [("user_id", ASCENDING), ("state", ASCENDING), ("fire_at", ASCENDING)]
+    )
+    await db.touchpoints.create_index([("state", ASCENDING), ("fire_at", ASCENDING)])
+    await db.touchpoints.create_index([("user_id", ASCENDING), ("contact_id", ASCENDING)])
+    await db.dispatches.create_index([("state", ASCENDING), ("updated_at", ASCENDING)])
+    await db.dispatches.create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
+    await db.undo.create_index([("user_id", ASCENDING), ("at", DESCENDING)])
+    await db.audit.create_index([("at", DESCENDING)])
+
+
+class RemindersRepository:
+    """Policies, users' schedules, contact mirrors, touchpoints, dispatch claims, audit."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- configuration -------------------------------------------------------------------
+    async def get_config(self, config_id: str) -> Document | None:
+        """One configuration document (policy or job timings)."""
+        return await self.db.config.find_one({"_id": config_id})
+
+    async def init_config(self, config_id: str, values: Document) -> None:
+        """Write defaults once; an existing document wins (a lost race is fine)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.db.config.insert_one({"_id": config_id, **values})
+
+    async def set_config(self, config_id: str, values: Document) -> None:
+        """Overwrite fields of a configuration document."""
+        await self.db.config.update_one({"_id": config_id}, {"$set": values}, upsert=True)
+
+    async def add_audit(self, entry: Document) -> None:
+        """Append to the audit log."""
+        await self.db.audit.insert_one({"_id": uuid.uuid4().hex, **entry})
+
+    async def list_audit(self, limit: int) -> list[Document]:
+        """Latest audit entries first."""
+        return await self.db.audit.find().sort("at", DESCENDING).limit(limit).to_list()
+
+    # -- change feed cursor --------------------------------------------------------------
+    async def get_cursor(self) -> str | None:
+        """Where the change feed consumer stands."""
+        doc = await self.db.state.find_one({"_id": FEED_ID})
+        return None if doc is None else doc.get("cursor")
+
+    async def set_cursor(self, cursor: str, now: datetime) -> None:
+        """Move the change feed cursor."""
+        await self.db.state.update_one(
+            {"_id": FEED_ID}, {"$set": {"cursor": cursor, "updated_at": now}}, upsert=True
+        )
+
+    async def take_lease(self, name: str, owner: str, now: datetime, until: datetime) -> bool:
+        """Best-effort lease (spreads work between replicas; NOT a correctness guard)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.db.state.insert_one({"_id": f"lease:{name}", "owner": owner, "until": now})
+        doc = await self.db.state.find_one_and_update(
+            {"_id": f"lease:{name}", "$or": [{"until": {"$lte": now}}, {"owner": owner}]},
+            {"$set": {"owner": owner, "until": until}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return doc is not None and doc.get("owner") == owner
+
+    # -- users -----------------------------------------------------------------------------
+    async def get_user(self, user_id: str) -> Document | None:
+        """Our copy of a user (profile, preferences, schedule)."""
+        return await self.db.users.find_one({"_id": user_id})
+
+    async def upsert_user(self, user_id: str, fields: Document, on_insert: Document) -> Document:
+        """Create or update a user's profile fields; returns the stored document."""
+        doc = await self.db.users.find_one_and_update(
+            {"_id": user_id},
+            {"$set": fields, "$setOnInsert": on_insert},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None
+        return doc
+
+    async def update_user(self, user_id: str, fields: Document) -> None:
+        """Set fields on a user."""
+        await self.db.users.update_one({"_id": user_id}, {"$set": fields})
+
+    async def unset_user(self, user_id: str, *names: str) -> None:
+        """Remove fields from a user."""
+        await self.db.users.update_one({"_id": user_id}, {"$unset": dict.fromkeys(names, "")})
+
+    async def due_users(self, now: datetime, limit: int) -> list[Document]:
+        """Users whose next digest time has come."""
+        cursor = self.db.users.find({"next_digest_at": {"$lte": now}}).sort("next_digest_at", 1)
+        return await cursor.limit(limit).to_list()
+
+    async def all_users(self, user_id: str | None = None) -> list[Document]:
+        """Every user (or one)."""
+        query: Document = {} if user_id is None else {"_id": user_id}
+        return await self.db.users.find(query).to_list()
+
+    async def set_next_digest(self, user_id: str, when: datetime, only_if: datetime | None) -> None:
+        """Move a user's next digest time, unless someone already moved it elsewhere."""
+        query: Document = {"_id": user_id}
+        if only_if is not None:
+            query["next_digest_at"] = only_if
+        await self.db.users.update_one(query, {"$set": {"next_digest_at": when}})
+
+    async def bulk_next_digest(self, pairs: Sequence[tuple[str, datetime]]) -> None:
+        """Set many users' next digest times at once."""
+        if pairs:
+            await self.db.users.bulk_write(
+                [UpdateOne({"_id": u}, {"$set": {"next_digest_at": w}}) for u, w in pairs],
+                ordered=False,
+            )
+
+    # -- contacts mirror -------------------------------------------------------------------
+    async def get_contact(self, user_id: str, contact_id: str) -> Document | None:
+        """Our copy of one contact."""
+        return await self.db.contacts.find_one({"_id": f"{user_id}:{contact_id}"})
+
+    async def put_contact(self, user_id: str, contact_id: str, fields: Document) -> Document:
+        """Create or update our copy of a contact."""
+        doc = await self.db.contacts.find_one_and_update(
+            {"_id": f"{user_id}:{contact_id}"},
+            {"$set": {**fields, "user_id": user_id, "contact_id": contact_id}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None
+        return doc
+
+    async def user_contacts(self, user_id: str) -> list[Document]:
+        """All mirrored contacts of a user."""
+        return await self.db.contacts.find({"user_id": user_id}).to_list()
+
+    # -- touchpoints -----------------------------------------------------------------------
+    async def get_touchpoint(self, tp_id: str) -> Document | None:
+        """One touchpoint."""
+        return await self.db.touchpoints.find_one({"_id": tp_id})
+
+    async def insert_touchpoint(self, doc: Document) -> bool:
+        """Create a touchpoint once; False if it already exists (replays are harmless)."""
+        try:
+            await self.db.touchpoints.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update_touchpoint(
+        self, tp_id: str, fields: Document, history: Document | None = None
+    ) -> None:
+        """Change a touchpoint, recording the change in its history."""
+        update: Document = {"$set": fields}
+        if history is not None:
+            update["$push"] = {"history": history}
+        await self.db.touchpoints.update_one({"_id": tp_id}, update)
+
+    async def bulk_touchpoints(self, docs: Sequence[Document]) -> None:
+        """Insert many touchpoints (benchmarks and bulk reconciliation)."""
+        if docs:
+            await self.db.touchpoints.insert_many(list(docs), ordered=False)
+
+    async def open_touchpoints(self, user_id: str, contact_id: str | None = None) -> list[Document]:
+        """A user's open touchpoints (optionally for one contact), soonest first."""
+        query: Document = {"user_id": user_id, "state": {"$in": list(OPEN_STATES)}}
+        if contact_id is not None:
+            query["contact_id"] = contact_id
+        return await self.db.touchpoints.find(query).sort("fire_at", 1).to_list()
+
+    async def due_touchpoints(self, user_ids: Iterable[str], now: datetime) -> list[Document]:
+        """Open touchpoints whose time has come, for a batch of users (one query per batch)."""
+        query = {
+            "user_id": {"$in": list(user_ids)},
+            "state": {"$in": list(OPEN_STATES)},
+            "fire_at": {"$lte": now},
+        }
+        return await self.db.touchpoints.find(query).to_list()
+
+    async def touchpoints_of(self, user_id: str, limit: int = 500) -> list[Document]:
+        """A user's touchpoints, any state."""
+        return await self.db.touchpoints.find({"user_id": user_id}).limit(limit).to_list()
+
+    async def open_touchpoints_for(self, user_ids: Sequence[str] | None) -> list[Document]:
+        """Open touchpoints of some users (or all), for the dry run."""
+        query: Document = {"state": {"$in": list(OPEN_STATES)}}
+        if user_ids is not None:
+            query["user_id"] = {"$in": list(user_ids)}
+        return await self.db.touchpoints.find(query).to_list()
+
+    async def cancel_by_source(self, user_id: str, source_id: str, now: datetime) -> int:
+        """Cancel open follow-ups created by one interaction or referral."""
+        result = await self.db.touchpoints.update_many(
+            {"user_id": user_id, "source_id": source_id, "state": {"$in": list(OPEN_STATES)}},
+            {
+                "$set": {"state": "cancelled", "updated_at": now},
+                "$push": {"history": {"at": now, "state": "cancelled", "why": "source removed"}},
+            },
+        )
+        return result.modified_count
+
+    async def mark_nudged(self, ids: Sequence[str], claim_id: str, now: datetime) -> None:
+        """Record that a digest carried these touchpoints (idempotent per claim)."""
+        await self.db.touchpoints.update_many(
+            {"_id": {"$in": list(ids)}, "last_claim": {"$ne": claim_id}},
+            {
+                "$set": {"last_claim": claim_id, "last_nudged_at": now, "updated_at": now},
+                "$inc": {"nudge_count": 1},
+                "$push": {"history": {"at": now, "state": "nudged", "claim": claim_id}},
+            },
+        )
+        await self.db.touchpoints.update_many(
+            {"_id": {"$in": list(ids)}, "state": {"$in": ["scheduled", "snoozed"]}},
+            {"$set": {"state": "nudged"}},
+        )
+
+    # -- dispatch claims -------------------------------------------------------------------
+    async def claim(self, doc: Document) -> bool:
+        """Insert a claim with a deterministic id; False means another replica owns it."""
+        try:
+            await self.db.dispatches.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get_claim(self, claim_id: str) -> Document | None:
+        """One claim."""
+        return await self.db.dispatches.find_one({"_id": claim_id})
+
+    async def update_claim(
+        self, claim_id: str, fields: Document, inc: Document | None = None
+    ) -> None:
+        """Move a claim along."""
+        update: Document = {"$set": fields}
+        if inc:
+            update["$inc"] = inc
+        await self.db.dispatches.update_one({"_id": claim_id}, update)
+
+    async def claims_to_retry(
+        self, now: datetime, stale_before: datetime, limit: int
+    ) -> list[Document]:
+        """Claims due for a retry, or abandoned half-way by a crashed replica."""
+        query = {
+            "$or": [
+                {"state": "claimed", "next_attempt_at": {"$lte": now}},
+                {"state": {"$in": ["claimed", "dispatched"]}, "updated_at": {"$lte": stale_before}},
+            ]
+        }
+        return await self.db.dispatches.find(query).sort("updated_at", 1).limit(limit).to_list()
+
+    async def lease_claim(self, claim_id: str, owner: str, now: datetime, until: datetime) -> bool:
+        """Spread recovery work between replicas (best effort; idempotency is the real guard)."""
+        doc = await self.db.dispatches.find_one_and_update(
+            {
+                "_id": claim_id,
+                "$or": [{"lease_until": {"$exists": False}}, {"lease_until": {"$lte": now}}],
+            },
+            {"$set": {"lease_until": until, "lease_owner": owner}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return doc is not None and doc.get("lease_owner") == owner
+
+    async def list_claims(
+        self, user_id: str | None, state: str | None, limit: int
+    ) -> list[Document]:
+        """Recent dispatches, newest first."""
+        query: Document = {}
+        if user_id:
+            query["user_id"] = user_id
+        if state:
+            query["state"] = state
+        return await self.db.dispatches.find(query).sort("created_at", -1).limit(limit).to_list()
+
+    # -- replies and undo ------------------------------------------------------------------
+    async def start_reply(self, doc: Document) -> bool:
+        """Claim an inbound message id; False when it was seen before."""
+        try:
+            await self.db.replies.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get_reply(self, sid: str) -> Document | None:
+        """A stored reply."""
+        return await self.db.replies.find_one({"_id": sid})
+
+    async def finish_reply(self, sid: str, fields: Document) -> None:
+        """Store the answer to an inbound message."""
+        await self.db.replies.update_one({"_id": sid}, {"$set": fields})
+
+    async def add_undo(self, doc: Document) -> None:
+        """Remember how to revert an action."""
+        await self.db.undo.insert_one(doc)
+
+    async def last_undo(self, user_id: str, since: datetime) -> Document | None:
+        """The newest revertible action of a user since ``since``."""
+        docs = (
+            await self.db.undo.find({"user_id": user_id, "at": {"$gte": since}, "undone": False})
+            .sort("at", -1)
+            .limit(1)
+            .to_list()
+        )
+        return docs[0] if docs else None
+
+    async def mark_undone(self, undo_id: str, now: datetime) -> bool:
+        """Mark an action reverted; False if it already was."""
+        result = await self.db.undo.update_one(
+            {"_id": undo_id, "undone": False}, {"$set": {"undone": True, "undone_at": now}}
+        )
+        return result.modified_count == 1
+
+    # -- account deletion and export -------------------------------------------------------
+    async def delete_user(self, user_id: str) -> None:
+        """Remove everything the service holds about a user."""
+        for name in ("touchpoints", "contacts", "dispatches", "replies", "undo"):
+            await self.db[name].delete_many({"user_id": user_id})
+        await self.db.users.delete_one({"_id": user_id})
+
+    async def export_user(self, user_id: str) -> Document:
+        """Everything the service holds about a user."""
+        out: Document = {"user": await self.db.users.find_one({"_id": user_id})}
+        for name in ("contacts", "touchpoints", "dispatches", "replies"):
+            out[name] = await self.db[name].find({"user_id": user_id}).to_list()
+        return out
+
+    async def drop_data(self, names: Sequence[str]) -> None:
+        """Delete all documents of the named collections (benchmarks)."""
+        for name in names:
+            await self.db[name].delete_many({})
+
+    async def raw(self, name: str) -> Any:
+        """A collection (tests and benchmarks only)."""
+        return self.db[name]

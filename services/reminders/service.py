@@ -1,0 +1,932 @@
+"""Domain rules of the reminders service: touchpoints, digests, dispatch, recovery, operators."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from services.reminders.digest import Digest, DigestItem, compose, segment_counter
+from services.reminders.gateways import (
+    ContactsGateway,
+    NotifierGateway,
+    PermanentDispatchError,
+)
+from services.reminders.models import DEFAULT_RULES, DEFAULT_TIERS, JOB_NAMES, OPEN_STATES
+from services.reminders.policy import Policy
+from services.reminders.repository import JOBS_ID, POLICY_ID, RemindersRepository
+from services.reminders.scheduling import (
+    cadence_due,
+    local_instant,
+    next_birthday,
+    next_window,
+    zone,
+)
+from services.reminders.settings import RemindersSettings
+from shared.clock import Clock, parse_instant
+from shared.errors import NotFound, UpstreamError
+
+log = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+
+
+def ms(value: datetime) -> datetime:
+    """Truncate to milliseconds, the precision MongoDB stores."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000).astimezone(UTC)
+
+
+def instant(value: Any) -> datetime | None:
+    """Parse an ISO instant from another service (or pass a datetime through)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return ms(value if value.tzinfo else value.replace(tzinfo=UTC))
+    try:
+        return ms(parse_instant(str(value)))
+    except ValueError:
+        return None
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class RemindersService:
+    """Everything reminders decides; handlers, jobs and the feed consumer call into it."""
+
+    def __init__(
+        self,
+        repo: RemindersRepository,
+        contacts: ContactsGateway,
+        notifier: NotifierGateway,
+        clock: Clock,
+        settings: RemindersSettings,
+        replica: str | None = None,
+    ) -> None:
+        self.repo = repo
+        self.contacts = contacts
+        self.notifier = notifier
+        self.clock = clock
+        self.settings = settings
+        self.replica = replica or uuid.uuid4().hex[:12]
+        self.counter = segment_counter()
+
+    def now(self) -> datetime:
+        """The app clock, at MongoDB precision."""
+        return ms(self.clock.now())
+
+    # -- policy ------------------------------------------------------------------------------
+    async def init_defaults(self) -> None:
+        """Store the default policy and job timings on first start."""
+        await self.repo.init_config(
+            POLICY_ID,
+            {"tiers": DEFAULT_TIERS, "rules": DEFAULT_RULES, "window": {}, "paused_all": False},
+        )
+        await self.repo.init_config(JOBS_ID, {"timings": self.default_timings()})
+
+    def default_timings(self) -> dict[str, float]:
+        """Job intervals from settings."""
+        s = self.settings
+        return {
+            "sync": s.sync_interval_s,
+            "sweep": s.sweep_interval_s,
+            "retry": s.retry_interval_s,
+            "reap": s.reap_interval_s,
+            "reconcile": s.reconcile_interval_s,
+        }
+
+    async def policy(self) -> Policy:
+        """The current operator policy."""
+        doc = await self.repo.get_config(POLICY_ID)
+        return Policy.from_doc(doc, self.settings.digest_max_segments)
+
+    async def job_timings(self) -> dict[str, float]:
+        """Current job intervals (stored, falling back to settings)."""
+        doc = await self.repo.get_config(JOBS_ID) or {}
+        stored = doc.get("timings") or {}
+        return {
+            name: float(stored.get(name, value)) for name, value in self.default_timings().items()
+        }
+
+    async def change_policy(self, actor: str, part: str, value: Any) -> Doc:
+        """Replace one part of the policy, with an audit entry (who, when, before, after)."""
+        now = self.now()
+        doc = await self.repo.get_config(POLICY_ID) or {}
+        before = doc.get(part)
+        await self.repo.set_config(POLICY_ID, {part: value})
+        await self.repo.add_audit(
+            {
+                "actor": actor,
+                "at": now,
+                "action": f"policy.{part}",
+                "before": before,
+                "after": value,
+            }
+        )
+        if part == "window":
+            await self.reschedule_all()
+        return {part: value}
+
+    async def change_job_timings(self, actor: str, changes: dict[str, float]) -> dict[str, float]:
+        """Store new job intervals (each replica applies them live)."""
+        before = await self.job_timings()
+        after = {**before, **{k: v for k, v in changes.items() if k in JOB_NAMES}}
+        await self.repo.set_config(JOBS_ID, {"timings": after, "changed_at": self.now()})
+        await self.repo.add_audit(
+            {
+                "actor": actor,
+                "at": self.now(),
+                "action": "jobs.timings",
+                "before": before,
+                "after": after,
+            }
+        )
+        return after
+
+    async def set_global_pause(self, actor: str, paused: bool, reason: str | None) -> Doc:
+        """Stop or restart every nudge."""
+        doc = await self.repo.get_config(POLICY_ID) or {}
+        before = {"paused_all": bool(doc.get("paused_all")), "reason": doc.get("paused_reason")}
+        after = {"paused_all": paused, "reason": reason}
+        await self.repo.set_config(POLICY_ID, {"paused_all": paused, "paused_reason": reason})
+        await self.repo.add_audit(
+            {
+                "actor": actor,
+                "at": self.now(),
+                "action": "pause.all",
+                "before": before,
+                "after": after,
+            }
+        )
+        if not paused:
+            await self.reschedule_all()
+        return after
+
+    async def set_user_pause(self, actor: str, user_id: str, until: datetime | None) -> Doc:
+        """Pause one user until a time, or resume them."""
+        user = await self.ensure_user(user_id)
+        before = user.get("paused_until")
+        if until is None:
+            await self.repo.unset_user(user_id, "paused_until")
+        else:
+            await self.repo.update_user(user_id, {"paused_until": ms(until)})
+        await self.repo.add_audit(
+            {
+                "actor": actor,
+                "at": self.now(),
+                "action": "pause.user",
+                "target": user_id,
+                "before": {"paused_until": before},
+                "after": {"paused_until": until},
+            }
+        )
+        return {"user_id": user_id, "paused_until": until}
+
+    async def reschedule_all(self) -> None:
+        """Recompute every user's next digest time (after a window change or a resume)."""
+        policy = await self.policy()
+        now = self.now()
+        pairs = [
+            (u["_id"], next_window(now, policy.window_for(u), inclusive=True))
+            for u in await self.repo.all_users()
+        ]
+        await self.repo.bulk_next_digest(pairs)
+
+    # -- users -------------------------------------------------------------------------------
+    async def ensure_user(self, user_id: str) -> Doc:
+        """Our copy of a user, fetched from contacts when the feed has not brought it yet."""
+        user = await self.repo.get_user(user_id)
+        if user is not None:
+            return user
+        profile = await self.contacts.user(user_id)
+        if profile is None:
+            raise NotFound("unknown user")
+        return await self.apply_user(profile)
+
+    async def apply_user(self, entity: Doc) -> Doc:
+        """A user was created or changed in contacts."""
+        user_id = str(entity["id"])
+        existing = await self.repo.get_user(user_id)
+        fields: Doc = {
+            "phone": entity.get("phone"),
+            "name": entity.get("name"),
+            "time_zone": entity.get("time_zone") or "UTC",
+            "role": entity.get("role"),
+        }
+        now = self.now()
+        user = await self.repo.upsert_user(user_id, fields, {"prefs": {}, "created_at": now})
+        if (
+            existing is None
+            or existing.get("time_zone") != user.get("time_zone")
+            or not user.get("next_digest_at")
+        ):
+            policy = await self.policy()
+            when = next_window(now, policy.window_for(user), inclusive=True)
+            await self.repo.update_user(user_id, {"next_digest_at": when})
+            user["next_digest_at"] = when
+        return user
+
+    async def update_preferences(self, user_id: str, prefs: Doc) -> Doc:
+        """Change a user's own nudge preferences and reschedule their next digest."""
+        user = await self.ensure_user(user_id)
+        merged = {**(user.get("prefs") or {}), **{k: v for k, v in prefs.items() if v is not None}}
+        fields: Doc = {"prefs": {k: v for k, v in merged.items() if k != "time_zone"}}
+        if prefs.get("time_zone"):
+            fields["time_zone"] = prefs["time_zone"]
+        await self.repo.update_user(user_id, fields)
+        user.update(fields)
+        policy = await self.policy()
+        when = next_window(self.now(), policy.window_for(user), inclusive=True)
+        await self.repo.update_user(user_id, {"next_digest_at": when})
+        if "tier_days" in prefs and prefs["tier_days"] is not None:
+            for contact in await self.repo.user_contacts(user_id):
+                await self.recompute_contact(user, contact, policy)
+        return await self.preferences(user_id)
+
+    async def preferences(self, user_id: str) -> Doc:
+        """A user's effective preferences and next digest time."""
+        user = await self.ensure_user(user_id)
+        policy = await self.policy()
+        window = policy.window_for(user)
+        return {
+            "time_zone": window.time_zone,
+            "digest_time": window.digest_time,
+            "days": list(window.days),
+            "quiet_start": window.quiet_start,
+            "quiet_end": window.quiet_end,
+            "daily_budget": policy.daily_budget(user),
+            "tier_days": (user.get("prefs") or {}).get("tier_days") or {},
+            "paused_until": user.get("paused_until"),
+            "next_digest_at": user.get("next_digest_at"),
+            "own": user.get("prefs") or {},
+        }
+
+    async def delete_user(self, user_id: str) -> None:
+        """Account deletion: forget schedules and history."""
+        await self.repo.delete_user(user_id)
+
+    # -- touchpoints from contacts' data -------------------------------------------------------
+    async def apply_contact(self, entity: Doc, *, policy: Policy | None = None) -> None:
+        """A contact was created or changed: refresh the mirror and its touchpoints."""
+        user_id = str(entity["user_id"])
+        contact_id = str(entity["id"])
+        policy = policy or await self.policy()
+        user = await self.repo.get_user(user_id)
+        if user is None:
+            try:
+                user = await self.ensure_user(user_id)
+            except Exception:
+                log.warning("contact change for an unknown user; waiting for reconciliation")
+                return
+        previous = await self.repo.get_contact(user_id, contact_id)
+        fields: Doc = {
+            "name": entity.get("name") or "?",
+            "company": entity.get("company"),
+            "tier": entity.get("tier"),
+            "cadence_days": entity.get("cadence_days"),
+            "birthday": entity.get("birthday"),
+            "last_interaction_at": instant(entity.get("last_interaction_at")),
+            "created_at": instant(entity.get("created_at")) or self.now(),
+            "deleted": bool(entity.get("deleted")),
+        }
+        contact = await self.repo.put_contact(user_id, contact_id, fields)
+        await self.recompute_contact(user, contact, policy)
+        if previous is None and not contact["deleted"]:
+            await self._new_contact_rules(user, contact, policy)
+
+    async def delete_contact(self, user_id: str, contact_id: str) -> None:
+        """A contact was deleted: cancel what was scheduled for it."""
+        contact = await self.repo.get_contact(user_id, contact_id)
+        if contact is not None:
+            contact = await self.repo.put_contact(user_id, contact_id, {"deleted": True})
+        now = self.now()
+        for tp in await self.repo.open_touchpoints(user_id, contact_id):
+            await self.repo.update_touchpoint(
+                tp["_id"],
+                {"state": "cancelled", "updated_at": now},
+                {"at": now, "state": "cancelled", "why": "contact deleted"},
+            )
+
+    async def recompute_contact(self, user: Doc, contact: Doc, policy: Policy) -> None:
+        """Bring a contact's cadence and birthday touchpoints in line with its current state."""
+        user_id, contact_id = contact["user_id"], contact["contact_id"]
+        if contact.get("deleted"):
+            await self.delete_contact(user_id, contact_id)
+            return
+        now = self.now()
+        prefs = user.get("prefs") or {}
+        if contact.get("cadence_days"):
+            ideal = float(contact["cadence_days"])
+            _, tier_max = policy.cadence_days(contact.get("tier"), prefs.get("tier_days"))
+            tier_ideal, _ = policy.cadence_days(contact.get("tier"), prefs.get("tier_days"))
+            maximum = ideal * (tier_max / tier_ideal if tier_ideal else 2.0)
+        else:
+            ideal, maximum = policy.cadence_days(contact.get("tier"), prefs.get("tier_days"))
+        candidates = [
+            _aware(v)
+            for v in (contact.get("last_interaction_at"), contact.get("skip_base"))
+            if v is not None
+        ]
+        base = ms(max(candidates) if candidates else _aware(contact.get("created_at") or now))
+        due, max_at = cadence_due(base, ideal, maximum)
+        due, max_at = ms(due), ms(max_at)
+        tp_id = f"cad:{user_id}:{contact_id}"
+        display = {"contact_name": contact["name"], "company": contact.get("company")}
+        existing = await self.repo.get_touchpoint(tp_id)
+        if existing is None:
+            doc = self._touchpoint(
+                tp_id, user_id, contact_id, "cadence", "reconnect", due, max_at, now, display
+            )
+            doc.update({"base": base, "ideal_days": ideal, "has_touch": bool(candidates)})
+            if not await self.repo.insert_touchpoint(doc):
+                existing = await self.repo.get_touchpoint(tp_id)
+        if existing is not None:
+            fields: Doc = {**display, "has_touch": bool(candidates)}
+            if _aware(existing.get("base") or now) != base or existing.get("ideal_days") != ideal:
+                fields.update(
+                    {
+                        "base": base,
+                        "ideal_days": ideal,
+                        "due_at": due,
+                        "max_at": max_at,
+                        "fire_at": due,
+                        "state": "scheduled",
+                        "updated_at": now,
+                    }
+                )
+                await self.repo.update_touchpoint(
+                    tp_id, fields, {"at": now, "state": "scheduled", "why": "cadence reset"}
+                )
+            else:
+                await self.repo.update_touchpoint(tp_id, fields)
+        await self._birthday(user, contact, now, display)
+
+    async def _birthday(self, user: Doc, contact: Doc, now: datetime, display: Doc) -> None:
+        user_id, contact_id = contact["user_id"], contact["contact_id"]
+        tz_name = user.get("time_zone") or "UTC"
+        day = next_birthday(contact["birthday"], now, tz_name) if contact.get("birthday") else None
+        keep = f"bd:{user_id}:{contact_id}:{day.isoformat()}" if day else None
+        for tp in await self.repo.open_touchpoints(user_id, contact_id):
+            if tp.get("source") == "birthday" and tp["_id"] != keep:
+                await self.repo.update_touchpoint(
+                    tp["_id"],
+                    {"state": "cancelled", "updated_at": now},
+                    {"at": now, "state": "cancelled", "why": "birthday changed"},
+                )
+        if day is None or keep is None:
+            return
+        due = ms(local_instant(day, time(0, 0), zone(tz_name)))
+        if due + timedelta(days=1) <= now:
+            return
+        doc = self._touchpoint(
+            keep,
+            user_id,
+            contact_id,
+            "birthday",
+            "birthday",
+            due,
+            due + timedelta(days=1),
+            now,
+            display,
+        )
+        await self.repo.insert_touchpoint(doc)
+
+    async def _new_contact_rules(self, user: Doc, contact: Doc, policy: Policy) -> None:
+        now = self.now()
+        created = _aware(contact.get("created_at") or now)
+        for rule in policy.rules:
+            if rule.enabled and rule.trigger == "contact_created":
+                await self._follow_up(
+                    rule.id,
+                    rule.label,
+                    rule.delay_hours,
+                    rule.window_hours,
+                    user,
+                    contact,
+                    created,
+                    contact["contact_id"],
+                    now,
+                )
+
+    async def _follow_up(
+        self,
+        rule_id: str,
+        label: str,
+        delay_hours: float,
+        window_hours: float,
+        user: Doc,
+        contact: Doc,
+        start: datetime,
+        source_id: str,
+        now: datetime,
+    ) -> None:
+        due = ms(start + timedelta(hours=delay_hours))
+        max_at = ms(due + timedelta(hours=window_hours))
+        if max_at <= now:
+            return  # logged too late for this follow-up to matter
+        display = {"contact_name": contact.get("name") or "?", "company": contact.get("company")}
+        doc = self._touchpoint(
+            f"fu:{rule_id}:{source_id}",
+            user["_id"],
+            contact["contact_id"],
+            "followup",
+            label,
+            due,
+            max_at,
+            now,
+            display,
+        )
+        doc.update({"rule_id": rule_id, "source_id": source_id})
+        await self.repo.insert_touchpoint(doc)
+
+    @staticmethod
+    def _touchpoint(
+        tp_id: str,
+        user_id: str,
+        contact_id: str | None,
+        source: str,
+        reason: str,
+        due: datetime,
+        max_at: datetime,
+        now: datetime,
+        display: Doc,
+    ) -> Doc:
+        return {
+            "_id": tp_id,
+            "user_id": user_id,
+            "contact_id": contact_id,
+            "source": source,
+            "reason": reason,
+            "due_at": due,
+            "max_at": max_at,
+            "fire_at": due,
+            "state": "scheduled",
+            "nudge_count": 0,
+            "history": [{"at": now, "state": "scheduled"}],
+            "created_at": now,
+            "updated_at": now,
+            **display,
+        }
+
+    async def _mirror(self, user_id: str, contact_id: str) -> Doc | None:
+        contact = await self.repo.get_contact(user_id, contact_id)
+        if contact is not None:
+            return contact
+        entity = await self.contacts.contact(user_id, contact_id)
+        if entity is None:
+            return None
+        await self.apply_contact(entity)
+        return await self.repo.get_contact(user_id, contact_id)
+
+    async def apply_interaction(self, entity: Doc, *, policy: Policy | None = None) -> None:
+        """An interaction was logged: reset the cadence and start matching follow-ups."""
+        user_id, contact_id = str(entity["user_id"]), str(entity["contact_id"])
+        policy = policy or await self.policy()
+        user = await self.repo.get_user(user_id)
+        contact = await self._mirror(user_id, contact_id)
+        if user is None or contact is None:
+            return
+        occurred = (
+            instant(entity.get("occurred_at")) or instant(entity.get("created_at")) or self.now()
+        )
+        last = contact.get("last_interaction_at")
+        if entity.get("kind") != "note" and (last is None or _aware(last) < occurred):
+            contact = await self.repo.put_contact(
+                user_id, contact_id, {"last_interaction_at": occurred}
+            )
+            await self.recompute_contact(user, contact, policy)
+        now = self.now()
+        if entity.get("kind") == "note":
+            return
+        for rule in policy.rules:
+            if not rule.enabled:
+                continue
+            if rule.trigger == "contact_created":
+                # Any interaction is the first touch a new contact was waiting for.
+                tp = await self.repo.get_touchpoint(f"fu:{rule.id}:{contact_id}")
+                if tp is not None and tp["state"] in OPEN_STATES:
+                    await self.repo.update_touchpoint(
+                        tp["_id"],
+                        {"state": "done", "updated_at": now},
+                        {"at": now, "state": "done", "why": "interaction logged"},
+                    )
+                continue
+            if rule.trigger != "interaction":
+                continue
+            if rule.kinds and entity.get("kind") not in rule.kinds:
+                continue
+            if rule.needs_next_action and not entity.get("next_action"):
+                continue
+            await self._follow_up(
+                rule.id,
+                rule.label,
+                rule.delay_hours,
+                rule.window_hours,
+                user,
+                contact,
+                occurred,
+                str(entity["id"]),
+                now,
+            )
+
+    async def remove_source(
+        self, user_id: str, kind: str, entity_id: str, contact_id: str | None
+    ) -> None:
+        """An interaction or referral was deleted: cancel its follow-ups, refresh the cadence."""
+        await self.repo.cancel_by_source(user_id, entity_id, self.now())
+        if kind == "interaction" and contact_id:
+            entity = await self.contacts.contact(user_id, contact_id)
+            if entity is not None:
+                await self.apply_contact(entity)
+
+    async def apply_referral(self, entity: Doc, *, policy: Policy | None = None) -> None:
+        """A referral was recorded: start the matching follow-ups."""
+        user_id, contact_id = str(entity["user_id"]), str(entity["contact_id"])
+        policy = policy or await self.policy()
+        user = await self.repo.get_user(user_id)
+        contact = await self._mirror(user_id, contact_id)
+        if user is None or contact is None:
+            return
+        now = self.now()
+        start = instant(entity.get("created_at")) or now
+        for rule in policy.rules:
+            if rule.enabled and rule.trigger == "referral":
+                if rule.direction and entity.get("direction") != rule.direction:
+                    continue
+                await self._follow_up(
+                    rule.id,
+                    rule.label,
+                    rule.delay_hours,
+                    rule.window_hours,
+                    user,
+                    contact,
+                    start,
+                    str(entity["id"]),
+                    now,
+                )
+
+    async def apply_change(self, change: Doc, policy: Policy) -> None:
+        """Apply one change-feed record (idempotent: replays are harmless)."""
+        kind, op = change.get("kind"), change.get("op")
+        entity = change.get("entity")
+        user_id = str(change.get("user_id") or "")
+        if kind == "user":
+            if op == "delete" or entity is None:
+                await self.repo.delete_user(user_id or str(change.get("entity_id")))
+            else:
+                await self.apply_user(entity)
+        elif kind == "contact":
+            if op == "delete" or entity is None or entity.get("deleted"):
+                await self.delete_contact(user_id, str(change.get("entity_id")))
+            else:
+                await self.apply_contact(entity, policy=policy)
+        elif kind == "interaction":
+            if op == "delete" or entity is None:
+                contact_id = (entity or {}).get("contact_id")
+                await self.remove_source(
+                    user_id, "interaction", str(change.get("entity_id")), contact_id
+                )
+            else:
+                await self.apply_interaction(entity, policy=policy)
+        elif kind == "referral":
+            if op == "delete" or entity is None:
+                await self.remove_source(user_id, "referral", str(change.get("entity_id")), None)
+            else:
+                await self.apply_referral(entity, policy=policy)
+
+    async def add_one_off(
+        self, user_id: str, contact_id: str | None, name: str, reason: str, due: datetime
+    ) -> Doc:
+        """A one-off touchpoint the user adds."""
+        await self.ensure_user(user_id)
+        now = self.now()
+        due = ms(due)
+        doc = self._touchpoint(
+            f"one:{uuid.uuid4().hex}",
+            user_id,
+            contact_id,
+            "oneoff",
+            reason,
+            due,
+            due + timedelta(days=2),
+            now,
+            {"contact_name": name, "company": None},
+        )
+        await self.repo.insert_touchpoint(doc)
+        return doc
+
+    async def upcoming(self, user_id: str) -> Doc:
+        """A user's open touchpoints, soonest first, and their next digest time."""
+        user = await self.ensure_user(user_id)
+        tps = await self.repo.open_touchpoints(user_id)
+        return {
+            "next_digest_at": user.get("next_digest_at"),
+            "paused_until": user.get("paused_until"),
+            "items": [public_touchpoint(tp) for tp in tps],
+        }
+
+    # -- digests -----------------------------------------------------------------------------
+    def digest_items(self, tps: Sequence[Doc], now: datetime) -> list[DigestItem]:
+        """Turn due touchpoints into ranked digest lines (no private notes ever)."""
+        return [
+            DigestItem(
+                tp["_id"],
+                tp.get("contact_id"),
+                tp.get("contact_name") or "?",
+                describe(tp, now),
+                priority(tp, now),
+            )
+            for tp in tps
+        ]
+
+    def compose_for(
+        self, user: Doc, tps: Sequence[Doc], policy: Policy, now: datetime
+    ) -> Digest | None:
+        """The digest a user would get now from these due touchpoints."""
+        return compose(
+            self.digest_items(tps, now),
+            max_segments=policy.max_segments,
+            max_items=policy.daily_budget(user),
+            counter=self.counter,
+        )
+
+    async def sweep(self, *, max_batches: int = 1000) -> dict[str, int]:
+        """Send each due user at most one digest for the current window."""
+        stats: dict[str, int] = defaultdict(int)
+        policy = await self.policy()
+        if policy.paused_all:
+            stats["paused_all"] = 1
+            return dict(stats)
+        now = self.now()
+        semaphore = asyncio.Semaphore(self.settings.sweep_concurrency)
+        seen: set[str] = set()
+        for _ in range(max_batches):
+            users = [
+                u
+                for u in await self.repo.due_users(now, self.settings.sweep_batch)
+                if u["_id"] not in seen
+            ]
+            if not users:
+                break
+            seen.update(u["_id"] for u in users)
+            due: dict[str, list[Doc]] = defaultdict(list)
+            for tp in await self.repo.due_touchpoints([u["_id"] for u in users], now):
+                due[tp["user_id"]].append(tp)
+
+            async def one(user: Doc, due: dict[str, list[Doc]] = due) -> None:
+                async with semaphore:
+                    outcome = await self._sweep_user(user, due.get(user["_id"], []), policy, now)
+                    stats[outcome] += 1
+
+            await asyncio.gather(*(one(u) for u in users))
+        return dict(stats)
+
+    async def _sweep_user(self, user: Doc, tps: list[Doc], policy: Policy, now: datetime) -> str:
+        window = policy.window_for(user)
+        send_at = _aware(user["next_digest_at"])
+        following = next_window(max(now, send_at), window)
+        paused_until = user.get("paused_until")
+        outcome = ""
+        if paused_until is not None and _aware(paused_until) > now:
+            outcome = "paused"
+        elif window.is_quiet(now) or now >= window.closes_at(send_at):
+            outcome = "window_missed"
+        elif not tps or not user.get("phone"):
+            outcome = "nothing_due"
+        if outcome:
+            await self.repo.set_next_digest(user["_id"], following, only_if=send_at)
+            return outcome
+        digest = self.compose_for(user, tps, policy, now)
+        if digest is None:
+            await self.repo.set_next_digest(user["_id"], following, only_if=send_at)
+            return "nothing_fits"
+        claim_id = f"digest:{user['_id']}:{window.key(send_at)}"
+        claim = {
+            "_id": claim_id,
+            "user_id": user["_id"],
+            "window": window.key(send_at),
+            "state": "claimed",
+            "to": user["phone"],
+            "body": digest.body,
+            "segments": digest.segments,
+            "encoding": digest.encoding,
+            "items": [
+                {
+                    "n": n,
+                    "touchpoint_id": i.touchpoint_id,
+                    "contact_id": i.contact_id,
+                    "contact_name": i.contact_name,
+                }
+                for n, i in enumerate(digest.items, start=1)
+            ],
+            "left_out": len(digest.left_out),
+            "expires_at": window.closes_at(send_at),
+            "attempts": 0,
+            "owner": self.replica,
+            "created_at": now,
+            "updated_at": now,
+        }
+        claimed = await self.repo.claim(claim)
+        # Either way the window is handled: by us, or by the replica that owns the claim.
+        await self.repo.set_next_digest(user["_id"], following, only_if=send_at)
+        if not claimed:
+            return "owned_elsewhere"
+        return await self.dispatch(claim)
+
+    async def dispatch(self, claim: Doc) -> str:
+        """Hand a claimed digest to the notifier (same idempotency key on every attempt)."""
+        now = self.now()
+        body = {
+            "user_id": claim["user_id"],
+            "to": claim["to"],
+            "body": claim["body"],
+            "purpose": "nudge",
+            "expires_at": _aware(claim["expires_at"]).isoformat().replace("+00:00", "Z"),
+        }
+        try:
+            message = await self.notifier.send(body, key=claim["_id"])
+        except PermanentDispatchError as exc:
+            await self.repo.update_claim(
+                claim["_id"], {"state": "failed", "error": str(exc), "updated_at": now}
+            )
+            log.warning("digest refused by the notifier: %s", exc)
+            return "failed"
+        except UpstreamError as exc:
+            attempts = int(claim.get("attempts", 0)) + 1
+            delay = min(self.settings.retry_interval_s * 2 ** (attempts - 1), 3600.0)
+            await self.repo.update_claim(
+                claim["_id"],
+                {
+                    "error": str(exc),
+                    "updated_at": now,
+                    "next_attempt_at": now + timedelta(seconds=delay),
+                },
+                inc={"attempts": 1},
+            )
+            log.info("notifier unavailable, digest will be retried: %s", exc)
+            return "deferred"
+        await self.repo.update_claim(
+            claim["_id"],
+            {
+                "state": "dispatched",
+                "message_id": message.get("id"),
+                "message_status": message.get("status"),
+                "dispatched_at": now,
+                "updated_at": now,
+            },
+            inc={"attempts": 1},
+        )
+        await self.record(claim)
+        return "sent"
+
+    async def record(self, claim: Doc) -> None:
+        """After a dispatch: mark the touchpoints nudged and remember the numbering for replies."""
+        now = self.now()
+        ids = [item["touchpoint_id"] for item in claim["items"]]
+        await self.repo.mark_nudged(ids, claim["_id"], now)
+        user = await self.repo.get_user(claim["user_id"])
+        if user is not None:
+            last = user.get("last_digest") or {}
+            if last.get("claim_id") != claim["_id"] and (
+                not last.get("at") or _aware(last["at"]) <= _aware(claim["created_at"])
+            ):
+                await self.repo.update_user(
+                    claim["user_id"],
+                    {
+                        "last_digest": {
+                            "claim_id": claim["_id"],
+                            "items": claim["items"],
+                            "at": claim["created_at"],
+                        }
+                    },
+                )
+        await self.repo.update_claim(
+            claim["_id"], {"state": "recorded", "recorded_at": now, "updated_at": now}
+        )
+
+    async def recover(self) -> dict[str, int]:
+        """Retry deferred dispatches and finish claims a crashed replica left half-done."""
+        now = self.now()
+        stats: dict[str, int] = defaultdict(int)
+        stale_before = now - timedelta(seconds=self.settings.claim_stale_s)
+        for claim in await self.repo.claims_to_retry(now, stale_before, 500):
+            if not await self.repo.lease_claim(
+                claim["_id"], self.replica, now, now + timedelta(seconds=30)
+            ):
+                stats["leased_elsewhere"] += 1
+                continue
+            if claim["state"] == "dispatched":
+                await self.record(claim)
+                stats["recorded"] += 1
+            elif now >= _aware(claim["expires_at"]):
+                # Too late for this window: the items stay open and go in the next digest.
+                await self.repo.update_claim(claim["_id"], {"state": "expired", "updated_at": now})
+                stats["expired"] += 1
+            else:
+                stats[await self.dispatch(claim)] += 1
+        return dict(stats)
+
+    # -- operators ---------------------------------------------------------------------------
+    async def schedule(self, user_id: str) -> Doc:
+        """A user's schedule as operators see it."""
+        prefs = await self.preferences(user_id)
+        user = await self.ensure_user(user_id)
+        tps = await self.repo.touchpoints_of(user_id)
+        tps.sort(key=lambda tp: _aware(tp["fire_at"]))
+        return {
+            "user_id": user_id,
+            "preferences": prefs,
+            "last_digest": user.get("last_digest"),
+            "touchpoints": [public_touchpoint(tp, history=True) for tp in tps],
+        }
+
+    async def dry_run(self, days: int, user_id: str | None, limit: int) -> Doc:
+        """What would be sent to whom in the next ``days`` days, assuming every item is acted on."""
+        policy = await self.policy()
+        now = self.now()
+        end = now + timedelta(days=days)
+        users = await self.repo.all_users(user_id)
+        tps_by_user: dict[str, list[Doc]] = defaultdict(list)
+        for tp in await self.repo.open_touchpoints_for(
+            [u["_id"] for u in users] if user_id else None
+        ):
+            tps_by_user[tp["user_id"]].append(tp)
+        out: list[Doc] = []
+        for user in users:
+            window = policy.window_for(user)
+            at = _aware(user.get("next_digest_at") or next_window(now, window, inclusive=True))
+            pending = list(tps_by_user.get(user["_id"], []))
+            while at <= end and len(out) < limit:
+                paused = user.get("paused_until")
+                if not (paused and _aware(paused) > at):
+                    ready = [tp for tp in pending if _aware(tp["fire_at"]) <= at]
+                    digest = self.compose_for(user, ready, policy, at) if ready else None
+                    if digest is not None:
+                        sent = {i.touchpoint_id for i in digest.items}
+                        pending = [tp for tp in pending if tp["_id"] not in sent]
+                        out.append(
+                            {
+                                "user_id": user["_id"],
+                                "send_at": at,
+                                "window": window.key(at),
+                                "body": digest.body,
+                                "segments": digest.segments,
+                                "encoding": digest.encoding,
+                                "items": [i.touchpoint_id for i in digest.items],
+                            }
+                        )
+                at = next_window(at, window)
+        out.sort(key=lambda d: d["send_at"])
+        return {"from": now, "to": end, "paused_all": policy.paused_all, "digests": out}
+
+
+def priority(tp: Doc, now: datetime) -> float:
+    """Rank of a due touchpoint: escalated first, then follow-ups, birthdays, cadences."""
+    due = _aware(tp["due_at"])
+    overdue_days = max((now - due).total_seconds() / 86400, 0)
+    if now >= _aware(tp["max_at"]):
+        return 1000 + overdue_days
+    base = {"followup": 500, "birthday": 600, "oneoff": 400}.get(tp.get("source", ""), 100)
+    return base + min(overdue_days, 99)
+
+
+def describe(tp: Doc, now: datetime) -> str:
+    """One digest line for a touchpoint (names and reasons only, never notes)."""
+    name = tp.get("contact_name") or "?"
+    who = f"{name} ({tp['company']})" if tp.get("company") else name
+    source = tp.get("source")
+    if source == "cadence":
+        base = tp.get("base")
+        if not tp.get("has_touch") or base is None:
+            return f"{who}: first touch due"
+        days = max(int((now - _aware(base)).total_seconds() // 86400), 0)
+        if now >= _aware(tp["max_at"]):
+            return f"{who}: losing touch, {days}d since last touch"
+        return f"{who}: reconnect, last touch {days}d ago"
+    if source == "birthday":
+        return f"{who}: birthday today"
+    return f"{who}: {tp.get('reason')}"
+
+
+def public_touchpoint(tp: Doc, *, history: bool = False) -> Doc:
+    """A touchpoint as the API shows it."""
+    out = {
+        "id": tp["_id"],
+        "contact_id": tp.get("contact_id"),
+        "contact_name": tp.get("contact_name"),
+        "source": tp.get("source"),
+        "reason": tp.get("reason"),
+        "state": tp.get("state"),
+        "due_at": tp.get("due_at"),
+        "max_at": tp.get("max_at"),
+        "fire_at": tp.get("fire_at"),
+        "nudge_count": tp.get("nudge_count", 0),
+    }
+    if history:
+        out["history"] = tp.get("history", [])
+    return out
