@@ -1,0 +1,143 @@
+"""HTTP handlers of the notifier: parse the request, call the service, serialize the answer."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+from twilio.twiml.messaging_response import MessagingResponse
+
+from services.notifier.keys import INBOUND_SERVICE, MESSAGE_SERVICE
+from services.notifier.models import (
+    MessageIn,
+    MessageQuery,
+    OutboxQuery,
+    SandboxInbound,
+    StatusCallback,
+    message_out,
+)
+from services.notifier.settings import NotifierSettings
+from shared.errors import NotFound
+from shared.web.auth import principal, public
+from shared.web.keys import SETTINGS
+from shared.web.validation import parse_body, parse_obj, parse_query
+
+SMS_WEBHOOK = "/webhooks/twilio/sms"
+STATUS_WEBHOOK = "/webhooks/twilio/status"
+
+
+def _settings(request: web.Request) -> NotifierSettings:
+    settings = request.app[SETTINGS]
+    assert isinstance(settings, NotifierSettings)
+    return settings
+
+
+def public_url(request: web.Request, raw_path: str | None = None) -> str:
+    """The URL Twilio used for this request: PUBLIC_BASE_URL + path behind a proxy."""
+    path = raw_path if raw_path is not None else request.raw_path
+    base = _settings(request).public_base_url
+    if base:
+        return base.rstrip("/") + path
+    return f"{request.scheme}://{request.host}{path}"
+
+
+def twiml(reply: str | None) -> web.Response:
+    """A TwiML answer with one message, or an empty one."""
+    response = MessagingResponse()
+    if reply:
+        response.message(reply)
+    return web.Response(text=str(response.to_xml()), content_type="text/xml")
+
+
+async def create_message(request: web.Request) -> web.Response:
+    """Queue an SMS; a repeated Idempotency-Key returns the stored message."""
+    data = await parse_body(request, MessageIn)
+    caller = principal(request).subject
+    doc, created = await request.app[MESSAGE_SERVICE].create(
+        caller, request.headers.get("Idempotency-Key"), data
+    )
+    return web.json_response(message_out(doc), status=201 if created else 200)
+
+
+async def get_message(request: web.Request) -> web.Response:
+    """The delivery state of one message."""
+    doc = await request.app[MESSAGE_SERVICE].get(request.match_info["message_id"])
+    return web.json_response(message_out(doc))
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    """Recent messages, filtered by user and status, for operators."""
+    query = parse_query(request, MessageQuery)
+    docs = await request.app[MESSAGE_SERVICE].messages.recent(
+        user_id=query.user_id, status=query.status, limit=query.limit
+    )
+    return web.json_response({"items": [message_out(d) for d in docs]})
+
+
+def _require_sandbox(request: web.Request) -> None:
+    if _settings(request).effective_transport != "sandbox":
+        raise NotFound("the sandbox is available only with SMS_TRANSPORT=sandbox")
+
+
+async def sandbox_outbox(request: web.Request) -> web.Response:
+    """What the sandbox transport would have sent, newest first."""
+    _require_sandbox(request)
+    query = parse_query(request, OutboxQuery)
+    docs = await request.app[MESSAGE_SERVICE].messages.outbox(to=query.to, limit=query.limit)
+    return web.json_response({"items": [message_out(d) for d in docs]})
+
+
+async def sandbox_inbound(request: web.Request) -> web.Response:
+    """Inject a reply as the user would send it, signed and handled like a Twilio webhook."""
+    _require_sandbox(request)
+    data = await parse_body(request, SandboxInbound)
+    settings = _settings(request)
+    params = {
+        "MessageSid": data.message_sid or "SM" + uuid.uuid4().hex,
+        "AccountSid": "AC" + "0" * 32,
+        "From": data.from_,
+        "To": settings.sandbox_number,
+        "Body": data.text,
+        "NumMedia": "0",
+        "SmsStatus": "received",
+        "ApiVersion": "2010-04-01",
+    }
+    service = request.app[INBOUND_SERVICE]
+    url = public_url(request, SMS_WEBHOOK)
+    result = await service.receive(url, params, service.sign(url, params))
+    return web.json_response({"reply": result.reply, "message_sid": params["MessageSid"]})
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    """Delete a user's messages and inbound texts (account deletion); opt-outs are kept."""
+    user_id = request.match_info["user_id"]
+    await request.app[MESSAGE_SERVICE].messages.delete_user(user_id)
+    await request.app[INBOUND_SERVICE].inbound.delete_user(user_id)
+    return web.Response(status=204)
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    form = await request.post()
+    return {key: str(value) for key, value in form.items() if isinstance(value, str)}
+
+
+@public
+async def sms_webhook(request: web.Request) -> web.Response:
+    """Twilio's incoming-message webhook (signature-checked); answers with TwiML."""
+    params = await _form(request)
+    result = await request.app[INBOUND_SERVICE].receive(
+        public_url(request), params, request.headers.get("X-Twilio-Signature")
+    )
+    return twiml(result.reply)
+
+
+@public
+async def status_webhook(request: web.Request) -> web.Response:
+    """Twilio's message status callback (signature-checked)."""
+    params = await _form(request)
+    request.app[INBOUND_SERVICE].verify(
+        public_url(request), params, request.headers.get("X-Twilio-Signature")
+    )
+    event = parse_obj(params, StatusCallback)
+    await request.app[MESSAGE_SERVICE].apply_callback(request.query.get("message_id"), event)
+    return twiml(None)

@@ -1,0 +1,175 @@
+"""Notifier data: message input and output, delivery states, inbound replies, consent events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.clock import parse_instant
+
+E164 = r"^\+[1-9]\d{6,14}$"
+MAX_BODY_CHARS = 1600
+
+Purpose = Literal["nudge", "otp", "reply", "system"]
+Status = Literal[
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "undelivered",
+    "failed",
+    "expired",
+    "suppressed",
+    "possibly_sent",
+]
+
+# A status only ever moves to a higher rank, so duplicate or out-of-order callbacks are harmless.
+# Terminal states share the top rank: the first one recorded wins.
+STATUS_RANK: dict[str, int] = {
+    "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "possibly_sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "expired": 4,
+    "suppressed": 4,
+}
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "expired", "suppressed"})
+
+# Twilio's message states mapped onto ours (read/received are not outbound SMS states).
+TWILIO_STATUS_MAP: dict[str, str] = {
+    "accepted": "sending",
+    "scheduled": "sending",
+    "queued": "sending",
+    "sending": "sending",
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "delivered",
+    "undelivered": "undelivered",
+    "failed": "failed",
+    "canceled": "failed",
+}
+
+
+def _instant(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_instant(value)
+        except ValueError:
+            raise ValueError("must be an ISO-8601 time with an offset") from None
+    return value
+
+
+class MessageIn(BaseModel):
+    """``POST /internal/v1/messages`` body."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    user_id: str | None = Field(default=None, min_length=1, max_length=64)
+    to: str = Field(pattern=E164)
+    body: str = Field(min_length=1, max_length=MAX_BODY_CHARS)
+    purpose: Purpose
+    not_before: datetime | None = None
+    expires_at: datetime | None = None
+
+    _times = field_validator("not_before", "expires_at", mode="before")(_instant)
+
+
+class MessageQuery(BaseModel):
+    """``GET /internal/v1/messages`` query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(default=None, min_length=1, max_length=64)
+    status: Status | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class OutboxQuery(BaseModel):
+    """``GET /internal/v1/sandbox/outbox`` query."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str | None = Field(default=None, pattern=E164)
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class SandboxInbound(BaseModel):
+    """``POST /internal/v1/sandbox/inbound`` body: a text as the user would send it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_: str = Field(alias="from", pattern=E164)
+    text: str = Field(max_length=MAX_BODY_CHARS)
+    message_sid: str | None = Field(default=None, pattern=r"^SM[0-9a-fA-F]{32}$")
+
+
+class InboundSms(BaseModel):
+    """The fields of Twilio's incoming-message webhook that the notifier uses."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    message_sid: str = Field(alias="MessageSid", min_length=2, max_length=64)
+    from_: str = Field(alias="From", min_length=1, max_length=64)
+    to: str = Field(default="", alias="To", max_length=64)
+    body: str = Field(default="", alias="Body", max_length=MAX_BODY_CHARS)
+
+
+class StatusCallback(BaseModel):
+    """The fields of Twilio's message status callback that the notifier uses."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    message_sid: str = Field(alias="MessageSid", min_length=2, max_length=64)
+    message_status: str = Field(alias="MessageStatus", min_length=1, max_length=32)
+    error_code: str | None = Field(default=None, alias="ErrorCode", max_length=16)
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one transport call did: accepted (with a provider id) or an error to classify."""
+
+    provider_sid: str | None = None
+    provider_status: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+    timed_out: bool = False
+    connect_failed: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the provider took the message."""
+        return self.provider_sid is not None
+
+
+def message_out(doc: dict[str, Any]) -> dict[str, Any]:
+    """The wire form of a stored message."""
+
+    def iso(value: Any) -> str | None:
+        return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else None
+
+    return {
+        "id": doc["_id"],
+        "user_id": doc.get("user_id"),
+        "to": doc["to"],
+        "body": doc["body"],
+        "purpose": doc["purpose"],
+        "not_before": iso(doc.get("not_before")),
+        "expires_at": iso(doc.get("expires_at")),
+        "status": doc["status"],
+        "possibly_sent": bool(doc.get("possibly_sent", False)),
+        "attempts": doc.get("attempts", 0),
+        "error_code": doc.get("error_code"),
+        "error_message": doc.get("error_message"),
+        "provider_sid": doc.get("provider_sid"),
+        "segments": doc["segments"],
+        "encoding": doc["encoding"],
+        "created_at": iso(doc["created_at"]),
+        "updated_at": iso(doc["updated_at"]),
+    }

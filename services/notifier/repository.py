@@ -1,0 +1,240 @@
+"""The only notifier code that touches MongoDB: messages, claims, suppressions, inbound replies.
+
+Guarantees rely only on single-document writes and unique-key inserts, which are atomic on
+MongoDB and on FerretDB. Conditional updates (``update_one`` with a filter on state) are atomic on
+MongoDB but read-then-write on FerretDB v1; they are used only where a lost race is harmless or
+is backed by a unique-key claim.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+
+from services.notifier.models import STATUS_RANK
+from shared.mongo import Database, Document, is_duplicate_key
+
+MESSAGES = "messages"
+CLAIMS = "claims"
+SUPPRESSIONS = "suppressions"
+CONSENT_EVENTS = "consent_events"
+INBOUND = "inbound"
+
+
+async def create_indexes(db: Database) -> None:
+    """Indexes MongoDB needs for the notifier's queries (harmless on FerretDB)."""
+    await db[MESSAGES].create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+    await db[MESSAGES].create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
+    await db[MESSAGES].create_index([("provider_sid", ASCENDING)])
+    await db[MESSAGES].create_index([("transport", ASCENDING), ("created_at", DESCENDING)])
+    await db[CLAIMS].create_index([("state", ASCENDING), ("lease_until", ASCENDING)])
+    await db[INBOUND].create_index([("state", ASCENDING), ("next_try_at", ASCENDING)])
+    await db[INBOUND].create_index([("user_id", ASCENDING)])
+    await db[CONSENT_EVENTS].create_index([("phone", ASCENDING), ("at", ASCENDING)])
+
+
+class MessageRepository:
+    """Stored outbound messages and their delivery state."""
+
+    def __init__(self, db: Database) -> None:
+        self._col = db[MESSAGES]
+
+    async def insert_new(self, doc: Document) -> tuple[Document, bool]:
+        """Insert ``doc`` unless its id exists; return the stored one and whether it is new."""
+        try:
+            await self._col.insert_one(doc)
+        except Exception as exc:
+            if not is_duplicate_key(exc):
+                raise
+            existing = await self._col.find_one({"_id": doc["_id"]})
+            if existing is None:  # deleted between the two calls; the caller may retry
+                raise
+            return existing, False
+        return doc, True
+
+    async def get(self, message_id: str) -> Document | None:
+        """One message by id."""
+        return await self._col.find_one({"_id": message_id})
+
+    async def recent(
+        self, *, user_id: str | None, status: str | None, limit: int, transport: str | None = None
+    ) -> list[Document]:
+        """Recent messages, newest first."""
+        query: dict[str, Any] = {}
+        if user_id is not None:
+            query["user_id"] = user_id
+        if status is not None:
+            query["status"] = status
+        if transport is not None:
+            query["transport"] = transport
+        cursor = self._col.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        return await cursor.limit(limit).to_list()
+
+    async def outbox(self, *, to: str | None, limit: int) -> list[Document]:
+        """Messages the sandbox transport 'sent', newest first."""
+        query: dict[str, Any] = {"transport": "sandbox", "provider_sid": {"$ne": None}}
+        if to is not None:
+            query["to"] = to
+        cursor = self._col.find(query).sort([("sent_at", DESCENDING), ("_id", DESCENDING)])
+        return await cursor.limit(limit).to_list()
+
+    async def due(self, now: datetime, limit: int) -> list[Document]:
+        """Queued messages whose time has come and whose lease (if any) has run out."""
+        query = {
+            "status": "queued",
+            "next_attempt_at": {"$lte": now},
+            "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
+        }
+        cursor = self._col.find(query).sort([("next_attempt_at", ASCENDING)])
+        return await cursor.limit(limit).to_list()
+
+    async def lease(self, message_id: str, owner: str, now: datetime, until: datetime) -> bool:
+        """Mark a message as taken by ``owner`` to spread work; NOT a guard on FerretDB."""
+        doc = await self._col.find_one_and_update(
+            {
+                "_id": message_id,
+                "status": "queued",
+                "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
+            },
+            {"$set": {"lease_until": until, "lease_owner": owner}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return doc is not None
+
+    async def update(self, message_id: str, fields: Document) -> None:
+        """Set fields unconditionally (the caller holds the claim for this attempt)."""
+        await self._col.update_one({"_id": message_id}, {"$set": fields})
+
+    async def advance(self, message_id: str, status: str, fields: Document) -> bool:
+        """Move to ``status`` only if it ranks above the current one; extra fields go with it."""
+        rank = STATUS_RANK[status]
+        result = await self._col.update_one(
+            {"_id": message_id, "status_rank": {"$lt": rank}},
+            {"$set": {**fields, "status": status, "status_rank": rank}},
+        )
+        return result.modified_count == 1
+
+    async def by_provider_sid(self, sid: str) -> Document | None:
+        """The message Twilio knows as ``sid``."""
+        return await self._col.find_one({"provider_sid": sid})
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete every message of a user."""
+        result = await self._col.delete_many({"user_id": user_id})
+        return result.deleted_count
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many messages are in each state (for metrics and the benchmark)."""
+        counts: dict[str, int] = {}
+        async for doc in self._col.find({}, {"status": 1}):
+            counts[doc["status"]] = counts.get(doc["status"], 0) + 1
+        return counts
+
+
+class ClaimRepository:
+    """Unique-key claims: an insert with a deterministic id is the only cross-replica guard."""
+
+    def __init__(self, db: Database) -> None:
+        self._col = db[CLAIMS]
+
+    async def claim(self, claim_id: str, doc: Document) -> bool:
+        """Insert the claim; False when another worker already owns ``claim_id``."""
+        try:
+            await self._col.insert_one({"_id": claim_id, **doc})
+        except Exception as exc:
+            if is_duplicate_key(exc):
+                return False
+            raise
+        return True
+
+    async def set_state(self, claim_id: str, state: str, now: datetime) -> None:
+        """Record the claim's progress (claimed, calling, done, reaped)."""
+        await self._col.update_one({"_id": claim_id}, {"$set": {"state": state, "updated_at": now}})
+
+    async def expired(self, now: datetime, limit: int = 100) -> list[Document]:
+        """Claims whose owner stopped before finishing and whose lease ran out."""
+        query = {"state": {"$in": ["claimed", "calling"]}, "lease_until": {"$lte": now}}
+        return await self._col.find(query).limit(limit).to_list()
+
+    async def purge_done(self, before: datetime) -> int:
+        """Drop finished claims older than ``before`` (FerretDB has no TTL indexes)."""
+        result = await self._col.delete_many(
+            {"state": {"$in": ["done", "reaped"]}, "updated_at": {"$lt": before}}
+        )
+        return result.deleted_count
+
+
+class SuppressionRepository:
+    """Our own opt-out list, across all senders, with every consent change recorded."""
+
+    def __init__(self, db: Database) -> None:
+        self._col = db[SUPPRESSIONS]
+        self._events = db[CONSENT_EVENTS]
+
+    async def is_suppressed(self, phone: str) -> bool:
+        """Whether ``phone`` has opted out."""
+        doc = await self._col.find_one({"_id": phone})
+        return bool(doc and doc.get("opted_out"))
+
+    async def record(
+        self, phone: str, *, opted_out: bool, source: str, keyword: str | None, at: datetime
+    ) -> None:
+        """Record a consent change (event log first, then the current state)."""
+        await self._events.insert_one(
+            {
+                "phone": phone,
+                "action": "opt_out" if opted_out else "opt_in",
+                "source": source,
+                "keyword": keyword,
+                "at": at,
+            }
+        )
+        await self._col.update_one(
+            {"_id": phone},
+            {"$set": {"opted_out": opted_out, "source": source, "keyword": keyword, "at": at}},
+            upsert=True,
+        )
+
+    async def events(self, phone: str) -> list[Document]:
+        """The consent history of ``phone``, oldest first."""
+        return await self._events.find({"phone": phone}).sort([("at", ASCENDING)]).to_list()
+
+
+class InboundRepository:
+    """Inbound messages keyed by Twilio's MessageSid, so a redelivered webhook is recognised."""
+
+    def __init__(self, db: Database) -> None:
+        self._col = db[INBOUND]
+
+    async def insert_new(self, doc: Document) -> tuple[Document, bool]:
+        """Insert unless the MessageSid was seen; return the stored record and whether it is new."""
+        try:
+            await self._col.insert_one(doc)
+        except Exception as exc:
+            if not is_duplicate_key(exc):
+                raise
+            existing = await self._col.find_one({"_id": doc["_id"]})
+            if existing is None:
+                raise
+            return existing, False
+        return doc, True
+
+    async def get(self, sid: str) -> Document | None:
+        """One inbound record."""
+        return await self._col.find_one({"_id": sid})
+
+    async def update(self, sid: str, fields: Document) -> None:
+        """Set fields on one inbound record."""
+        await self._col.update_one({"_id": sid}, {"$set": fields})
+
+    async def deferred(self, now: datetime, limit: int = 50) -> list[Document]:
+        """Records whose answer could not be given in time and is due for another try."""
+        query = {"state": "deferred", "next_try_at": {"$lte": now}}
+        return await self._col.find(query).limit(limit).to_list()
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete a user's inbound records."""
+        result = await self._col.delete_many({"user_id": user_id})
+        return result.deleted_count

@@ -1,0 +1,372 @@
+"""Notifier domain rules: queueing messages, delivery state, inbound replies and consent."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from twilio.request_validator import RequestValidator
+
+from services.notifier import compliance
+from services.notifier.models import (
+    FINAL_STATUSES,
+    STATUS_RANK,
+    TWILIO_STATUS_MAP,
+    InboundSms,
+    MessageIn,
+    StatusCallback,
+)
+from services.notifier.ratelimit import KeyedLimiter
+from services.notifier.repository import (
+    InboundRepository,
+    MessageRepository,
+    SuppressionRepository,
+)
+from shared.clock import Clock
+from shared.errors import Conflict, Forbidden, NotFound, UpstreamError, ValidationFailed
+from shared.http import ServiceClient
+from shared.mongo import Document
+from shared.sms import count_segments
+from shared.web.validation import parse_obj
+
+log = logging.getLogger(__name__)
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+ACK_REPLY = "Got it. We'll text you back shortly."
+DEFERRED_RETRY_S = 2.0
+MAX_DEFERRED_TRIES = 20
+
+
+def status_fields(status: str) -> dict[str, Any]:
+    """The stored fields that describe ``status`` (its rank keeps updates monotonic)."""
+    return {"status": status, "status_rank": STATUS_RANK[status]}
+
+
+def message_id_for(caller: str, idempotency_key: str) -> str:
+    """The deterministic id of the message created by ``caller`` with ``idempotency_key``."""
+    digest = hashlib.sha256(f"{caller}\x00{idempotency_key}".encode()).hexdigest()
+    return "msg_" + digest[:24]
+
+
+class MessageService:
+    """Outbound messages: stored before any send, state moved only forward."""
+
+    def __init__(
+        self,
+        *,
+        messages: MessageRepository,
+        suppressions: SuppressionRepository,
+        clock: Clock,
+        transport_name: str,
+        on_queued: asyncio.Event | None = None,
+    ) -> None:
+        self.messages = messages
+        self.suppressions = suppressions
+        self._clock = clock
+        self._transport_name = transport_name
+        self._on_queued = on_queued
+
+    async def create(
+        self, caller: str, idempotency_key: str | None, data: MessageIn
+    ) -> tuple[Document, bool]:
+        """Store a message (queued, or suppressed for an opted-out number); a repeat returns it."""
+        if idempotency_key is None or not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise ValidationFailed(
+                "an Idempotency-Key header (1-200 printable characters) is required",
+                [{"field": "Idempotency-Key", "message": "missing or invalid"}],
+            )
+        if data.not_before and data.expires_at and data.expires_at <= data.not_before:
+            raise ValidationFailed(
+                errors=[{"field": "expires_at", "message": "must be after not_before"}]
+            )
+        fingerprint = hashlib.sha256(
+            json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()
+        ).hexdigest()
+        now = self._clock.now()
+        encoding, segments = count_segments(data.body)
+        suppressed = await self.suppressions.is_suppressed(data.to)
+        doc: Document = {
+            "_id": message_id_for(caller, idempotency_key),
+            "caller": caller,
+            "fingerprint": fingerprint,
+            "user_id": data.user_id,
+            "to": data.to,
+            "body": data.body,
+            "purpose": data.purpose,
+            "not_before": data.not_before,
+            "expires_at": data.expires_at,
+            **status_fields("suppressed" if suppressed else "queued"),
+            "possibly_sent": False,
+            "attempts": 0,
+            "error_code": 21610 if suppressed else None,
+            "error_message": "the recipient has opted out" if suppressed else None,
+            "provider_sid": None,
+            "segments": segments,
+            "encoding": encoding,
+            "transport": self._transport_name,
+            "next_attempt_at": data.not_before or now,
+            "lease_until": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        stored, created = await self.messages.insert_new(doc)
+        if not created and stored.get("fingerprint") != fingerprint:
+            raise Conflict("this Idempotency-Key was used with a different message")
+        if created and not suppressed and self._on_queued is not None:
+            self._on_queued.set()
+        return stored, created
+
+    async def get(self, message_id: str) -> Document:
+        """One message, or NotFound."""
+        doc = await self.messages.get(message_id)
+        if doc is None:
+            raise NotFound("no such message")
+        return doc
+
+    async def apply_callback(self, message_id: str | None, event: StatusCallback) -> bool:
+        """Apply a Twilio status callback; repeats and out-of-order callbacks change nothing."""
+        doc = await self.messages.get(message_id) if message_id else None
+        if doc is None:
+            doc = await self.messages.by_provider_sid(event.message_sid)
+        if doc is None:
+            log.info("status callback for an unknown message (%s)", event.message_status)
+            return False
+        status = TWILIO_STATUS_MAP.get(event.message_status.lower())
+        if status is None:
+            return False
+        now = self._clock.now()
+        code = int(event.error_code) if event.error_code and event.error_code.isdigit() else None
+        fields: Document = {"updated_at": now}
+        if doc.get("provider_sid") is None:
+            # The callback can beat the worker's own write of the provider id.
+            fields["provider_sid"] = event.message_sid
+        if code is not None:
+            fields["error_code"] = code
+        changed = await self.messages.advance(doc["_id"], status, fields)
+        if code == 21610:
+            await self.suppressions.record(
+                doc["to"], opted_out=True, source="twilio_error_21610", keyword=None, at=now
+            )
+        return changed
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    """The answer to one inbound text (None: reply with nothing)."""
+
+    reply: str | None
+    state: str
+
+
+class InboundService:
+    """Inbound texts: signature check, dedupe, compliance, then the user's reply via reminders."""
+
+    def __init__(
+        self,
+        *,
+        inbound: InboundRepository,
+        suppressions: SuppressionRepository,
+        messages: MessageService,
+        contacts: ServiceClient,
+        reminders: ServiceClient,
+        clock: Clock,
+        auth_token: str,
+        program_name: str,
+        help_contact: str,
+        reply_timeout_s: float,
+        limiter: KeyedLimiter,
+    ) -> None:
+        self.inbound = inbound
+        self.suppressions = suppressions
+        self._messages = messages
+        self._contacts = contacts
+        self._reminders = reminders
+        self._clock = clock
+        self._validator = RequestValidator(auth_token)
+        self._program = program_name
+        self._help_contact = help_contact
+        self._reply_timeout_s = reply_timeout_s
+        self._limiter = limiter
+
+    def sign(self, url: str, params: Mapping[str, str]) -> str:
+        """The X-Twilio-Signature for ``url`` and ``params`` (used by the sandbox)."""
+        return str(self._validator.compute_signature(url, dict(params)))
+
+    def verify(self, url: str, params: Mapping[str, str], signature: str | None) -> None:
+        """Raise Forbidden unless ``signature`` is Twilio's signature of this request."""
+        if not signature or not self._validator.validate(url, dict(params), signature):
+            log.warning("rejected a webhook with an invalid signature")
+            raise Forbidden("invalid Twilio signature")
+
+    async def receive(
+        self, url: str, params: Mapping[str, str], signature: str | None
+    ) -> InboundResult:
+        """Handle one signed incoming-message webhook and decide the TwiML reply."""
+        self.verify(url, params, signature)
+        sms = parse_obj(dict(params), InboundSms)
+        now = self._clock.now()
+        record, created = await self.inbound.insert_new(
+            {
+                "_id": sms.message_sid,
+                "from": sms.from_,
+                "to": sms.to,
+                "body": sms.body,
+                "user_id": None,
+                "state": "processing",
+                "reply": None,
+                "tries": 0,
+                "received_at": now,
+                "updated_at": now,
+            }
+        )
+        if not created:
+            return await self._repeat(record)
+        try:
+            result = await self._decide(sms)
+        except Exception:
+            # Leave a record that answers a Twilio retry instead of a stuck "processing" one.
+            await self.inbound.update(sms.message_sid, {"state": "error", "updated_at": now})
+            raise
+        return result
+
+    async def _repeat(self, record: Document) -> InboundResult:
+        # A redelivered webhook gets the first answer; if the first is still being worked on,
+        # wait for it a little rather than acting twice.
+        for _ in range(50):
+            if record.get("state") != "processing":
+                return InboundResult(record.get("reply"), "duplicate")
+            await asyncio.sleep(0.1)
+            fresh = await self.inbound.get(record["_id"])
+            if fresh is None:
+                break
+            record = fresh
+        return InboundResult(record.get("reply"), "duplicate")
+
+    async def _finish(
+        self, sid: str, state: str, reply: str | None, **fields: Any
+    ) -> InboundResult:
+        await self.inbound.update(
+            sid, {"state": state, "reply": reply, "updated_at": self._clock.now(), **fields}
+        )
+        return InboundResult(reply, state)
+
+    async def _decide(self, sms: InboundSms) -> InboundResult:
+        now = self._clock.now()
+        keyword = compliance.match_keyword(sms.body)
+        if keyword is not None:
+            if keyword.action == "opt_out":
+                await self.suppressions.record(
+                    sms.from_, opted_out=True, source="sms", keyword=keyword.word, at=now
+                )
+                reply = compliance.opt_out_reply(self._program)
+            elif keyword.action == "opt_in":
+                await self.suppressions.record(
+                    sms.from_, opted_out=False, source="sms", keyword=keyword.word, at=now
+                )
+                reply = compliance.opt_in_reply(self._program)
+            else:
+                reply = compliance.help_reply(self._program, self._help_contact)
+            return await self._finish(sms.message_sid, "compliance", reply, keyword=keyword.word)
+        if await self.suppressions.is_suppressed(sms.from_):
+            # Nothing but a START confirmation ever goes to an opted-out number.
+            return await self._finish(sms.message_sid, "opted_out", None)
+        if not self._limiter.allow(sms.from_):
+            log.warning("inbound rate limit hit for %s", sms.from_)
+            return await self._finish(sms.message_sid, "rate_limited", None)
+        try:
+            async with asyncio.timeout(self._reply_timeout_s):
+                user = await self._lookup_user(sms.from_)
+                if user is None:
+                    reply = compliance.unknown_number_reply(self._program)
+                    return await self._finish(sms.message_sid, "unknown_number", reply)
+                await self.inbound.update(sms.message_sid, {"user_id": user})
+                answer = await self._ask_reminders(user, sms.from_, sms.body, sms.message_sid)
+        except (TimeoutError, UpstreamError) as exc:
+            log.warning("reply deferred: %s", type(exc).__name__)
+            return await self._finish(
+                sms.message_sid,
+                "deferred",
+                ACK_REPLY,
+                next_try_at=now + timedelta(seconds=DEFERRED_RETRY_S),
+            )
+        return await self._finish(sms.message_sid, "answered", answer)
+
+    async def _lookup_user(self, phone: str) -> str | None:
+        resp = await self._contacts.request(
+            "GET", "/internal/v1/users/by-phone", params={"phone": phone}
+        )
+        if resp.status == 404:
+            return None
+        if resp.status != 200 or not isinstance(resp.body, dict) or "id" not in resp.body:
+            raise UpstreamError(f"contacts answered {resp.status}", upstream_status=resp.status)
+        return str(resp.body["id"])
+
+    async def _ask_reminders(self, user_id: str, phone: str, text: str, sid: str) -> str | None:
+        resp = await self._reminders.request(
+            "POST",
+            "/internal/v1/replies",
+            json_body={"user_id": user_id, "from": phone, "text": text, "message_sid": sid},
+            idempotency_key=f"reply:{sid}",
+        )
+        if resp.status != 200 or not isinstance(resp.body, dict):
+            raise UpstreamError(f"reminders answered {resp.status}", upstream_status=resp.status)
+        reply = resp.body.get("reply")
+        return str(reply) if reply else None
+
+    async def answer_deferred(self, record: Document) -> bool:
+        """Try again to answer a deferred text; queue the answer as an outbound message."""
+        sid = record["_id"]
+        now = self._clock.now()
+        tries = int(record.get("tries", 0)) + 1
+        try:
+            async with asyncio.timeout(self._reply_timeout_s * 2):
+                user = record.get("user_id") or await self._lookup_user(record["from"])
+                if user is None:
+                    await self._finish(sid, "unknown_number", record.get("reply"), tries=tries)
+                    return True
+                answer = await self._ask_reminders(user, record["from"], record["body"], sid)
+        except (TimeoutError, UpstreamError) as exc:
+            if tries >= MAX_DEFERRED_TRIES:
+                log.warning("giving up on a deferred reply after %d tries", tries)
+                await self.inbound.update(
+                    sid, {"state": "failed", "tries": tries, "updated_at": now}
+                )
+                return False
+            delay = min(DEFERRED_RETRY_S * 2**tries, 300.0)
+            log.info(
+                "deferred reply still pending (%s); next try in %.0fs", type(exc).__name__, delay
+            )
+            await self.inbound.update(
+                sid,
+                {"tries": tries, "next_try_at": now + timedelta(seconds=delay), "updated_at": now},
+            )
+            return False
+        if answer:
+            await self._messages.create(
+                "notifier",
+                f"inbound-reply:{sid}",
+                MessageIn(user_id=user, to=record["from"], body=answer, purpose="reply"),
+            )
+        await self.inbound.update(
+            sid,
+            {
+                "state": "answered_later",
+                "later_reply": answer,
+                "user_id": user,
+                "tries": tries,
+                "updated_at": now,
+            },
+        )
+        return True
+
+
+def is_final(status: str) -> bool:
+    """Whether a message state never changes again (apart from possibly_sent being confirmed)."""
+    return status in FINAL_STATUSES
