@@ -1,0 +1,384 @@
+"""HTTP handlers of the contacts service: parse the request, call the service, serialize."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from services.contacts.keys import AUTH_SERVICE, CONTACTS_SERVICE, IDEMPOTENCY
+from services.contacts.models import (
+    ByPhoneQuery,
+    Candidates,
+    ChangeQuery,
+    ContactCreate,
+    ContactPatch,
+    ContactQuery,
+    InteractionCreate,
+    InternalContactPage,
+    InternalInteractionCreate,
+    LogoutRequest,
+    MatchQuery,
+    MePatch,
+    OtpStart,
+    OtpVerify,
+    PageQuery,
+    ReferralCreate,
+    ReferralPatch,
+    ReferralQuery,
+    RefreshRequest,
+    UserPage,
+)
+from services.contacts.service import contact_etag, contact_out, internal_contact_out
+from services.contacts.settings import ContactsSettings
+from shared.errors import PreconditionFailed
+from shared.web.auth import public, require_user
+from shared.web.etag import not_modified
+from shared.web.idempotency import StoredResponse, idempotency_key
+from shared.web.keys import SETTINGS
+from shared.web.validation import parse_body, parse_obj, parse_query, read_json
+
+
+def _json(
+    model: BaseModel | Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = model.model_dump(mode="json") if isinstance(model, BaseModel) else model
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _svc(request: web.Request) -> Any:
+    return request.app[CONTACTS_SERVICE]
+
+
+def _client_ip(request: web.Request) -> str:
+    settings = request.app[SETTINGS]
+    assert isinstance(settings, ContactsSettings)
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first[:64]
+    return request.remote or "unknown"
+
+
+def _if_match(request: web.Request) -> str | None:
+    """The single strong ETag of If-Match (``*`` means any version, so no check)."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    tags = [t.strip() for t in header.split(",") if t.strip()]
+    if len(tags) != 1 or tags[0].startswith("W/"):
+        raise PreconditionFailed("If-Match must name exactly one strong ETag")
+    return tags[0]
+
+
+async def _idempotent(
+    request: web.Request,
+    scope: str,
+    body: Any,
+    produce: Callable[[], Awaitable[tuple[int, Any]]],
+    location: str | None = None,
+) -> web.Response:
+    """Run a create once per Idempotency-Key; a repeat replays the first answer."""
+    key = idempotency_key(request)
+    if key is None:
+        status, answer = await produce()
+        stored = StoredResponse(status, answer)
+    else:
+        stored = await request.app[IDEMPOTENCY].run(
+            scope=scope, key=key, body=body, produce=produce
+        )
+    headers: dict[str, str] = {}
+    if stored.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if location and isinstance(stored.body, dict) and "id" in stored.body:
+        headers["Location"] = f"{location}/{stored.body['id']}"
+    return web.json_response(stored.body, status=stored.status, headers=headers)
+
+
+def _path(request: web.Request, name: str) -> str:
+    return request.match_info[name]
+
+
+# --- auth -------------------------------------------------------------------------------------
+
+
+@public
+async def otp_start(request: web.Request) -> web.Response:
+    """Send a sign-in code by SMS."""
+    data = await parse_body(request, OtpStart)
+    started = await request.app[AUTH_SERVICE].start(data.phone, _client_ip(request))
+    return _json(started, 202)
+
+
+@public
+async def otp_verify(request: web.Request) -> web.Response:
+    """Exchange the code for tokens."""
+    data = await parse_body(request, OtpVerify)
+    return _json(await request.app[AUTH_SERVICE].verify(data.challenge_id, data.code))
+
+
+@public
+async def refresh(request: web.Request) -> web.Response:
+    """Rotate a refresh token."""
+    data = await parse_body(request, RefreshRequest)
+    return _json(await request.app[AUTH_SERVICE].refresh(data.refresh_token))
+
+
+async def logout(request: web.Request) -> web.Response:
+    """Revoke a session (or all of them)."""
+    user_id = require_user(request)
+    data = await parse_body(request, LogoutRequest)
+    await request.app[AUTH_SERVICE].logout(user_id, data.refresh_token, data.all)
+    return web.Response(status=204)
+
+
+# --- me ---------------------------------------------------------------------------------------
+
+
+async def get_me(request: web.Request) -> web.Response:
+    """The signed-in user's profile."""
+    return _json(await _svc(request).me(require_user(request)))
+
+
+async def patch_me(request: web.Request) -> web.Response:
+    """Change the profile."""
+    user_id = require_user(request)
+    data = await parse_body(request, MePatch)
+    return _json(await _svc(request).update_me(user_id, data))
+
+
+async def delete_me(request: web.Request) -> web.Response:
+    """Delete the account and everything about it, in every service."""
+    user_id = require_user(request)
+    auth = request.app[AUTH_SERVICE]
+    await _svc(request).delete_account(user_id, auth.delete_user_tokens)
+    return web.Response(status=204)
+
+
+async def export_me(request: web.Request) -> web.Response:
+    """Everything held about the user."""
+    return _json(await _svc(request).export(require_user(request)))
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Relationship numbers."""
+    return _json(await _svc(request).stats(require_user(request)))
+
+
+# --- contacts ---------------------------------------------------------------------------------
+
+
+def _contact_response(doc: dict[str, Any], status: int = 200) -> web.Response:
+    return _json(contact_out(doc), status, {"ETag": contact_etag(doc)})
+
+
+async def list_contacts(request: web.Request) -> web.Response:
+    """A page of contacts."""
+    user_id = require_user(request)
+    query = parse_query(request, ContactQuery)
+    return _json(await _svc(request).list_contacts(user_id, query))
+
+
+async def create_contact(request: web.Request) -> web.Response:
+    """Add a contact (Idempotency-Key honoured)."""
+    user_id = require_user(request)
+    body = await read_json(request)
+    data = parse_obj(body, ContactCreate)
+    svc = _svc(request)
+
+    async def produce() -> tuple[int, Any]:
+        doc = await svc.create_contact(user_id, data)
+        return 201, contact_out(doc).model_dump(mode="json")
+
+    return await _idempotent(request, f"contact:{user_id}", body, produce, "/v1/contacts")
+
+
+async def get_contact(request: web.Request) -> web.Response:
+    """One contact (with its ETag)."""
+    doc = await _svc(request).contact(require_user(request), _path(request, "contact_id"))
+    if not_modified(request, contact_etag(doc)):
+        return web.Response(status=304, headers={"ETag": contact_etag(doc)})
+    return _contact_response(doc)
+
+
+async def patch_contact(request: web.Request) -> web.Response:
+    """Change a contact (If-Match honoured)."""
+    user_id = require_user(request)
+    data = await parse_body(request, ContactPatch)
+    doc = await _svc(request).update_contact(
+        user_id, _path(request, "contact_id"), data, _if_match(request)
+    )
+    return _contact_response(doc)
+
+
+async def delete_contact(request: web.Request) -> web.Response:
+    """Soft-delete a contact (If-Match honoured)."""
+    user_id = require_user(request)
+    await _svc(request).delete_contact(user_id, _path(request, "contact_id"), _if_match(request))
+    return web.Response(status=204)
+
+
+async def restore_contact(request: web.Request) -> web.Response:
+    """Undo a contact's deletion."""
+    doc = await _svc(request).restore_contact(require_user(request), _path(request, "contact_id"))
+    return _contact_response(doc)
+
+
+# --- interactions -----------------------------------------------------------------------------
+
+
+async def list_interactions(request: web.Request) -> web.Response:
+    """A contact's history."""
+    user_id = require_user(request)
+    query = parse_query(request, PageQuery)
+    page = await _svc(request).list_interactions(
+        user_id, _path(request, "contact_id"), query.cursor, query.limit
+    )
+    return _json(page)
+
+
+async def _log_interaction(
+    request: web.Request, user_id: str, model: type[InteractionCreate]
+) -> web.Response:
+    contact_id = _path(request, "contact_id")
+    body = await read_json(request)
+    data = parse_obj(body, model)
+    svc = _svc(request)
+
+    async def produce() -> tuple[int, Any]:
+        item = await svc.log_interaction(user_id, contact_id, data)
+        return 201, item.model_dump(mode="json")
+
+    return await _idempotent(request, f"interaction:{user_id}:{contact_id}", body, produce)
+
+
+async def create_interaction(request: web.Request) -> web.Response:
+    """Log an interaction (Idempotency-Key honoured)."""
+    return await _log_interaction(request, require_user(request), InteractionCreate)
+
+
+async def delete_interaction(request: web.Request) -> web.Response:
+    """Remove an interaction, restoring the contact's counters."""
+    await _svc(request).delete_interaction(require_user(request), _path(request, "interaction_id"))
+    return web.Response(status=204)
+
+
+# --- referrals --------------------------------------------------------------------------------
+
+
+async def list_referrals(request: web.Request) -> web.Response:
+    """A page of referrals."""
+    user_id = require_user(request)
+    query = parse_query(request, ReferralQuery)
+    return _json(await _svc(request).list_referrals(user_id, query))
+
+
+async def _create_referral(request: web.Request, user_id: str) -> web.Response:
+    body = await read_json(request)
+    data = parse_obj(body, ReferralCreate)
+    svc = _svc(request)
+
+    async def produce() -> tuple[int, Any]:
+        item = await svc.create_referral(user_id, data)
+        return 201, item.model_dump(mode="json")
+
+    return await _idempotent(request, f"referral:{user_id}", body, produce)
+
+
+async def create_referral(request: web.Request) -> web.Response:
+    """Record a referral (Idempotency-Key honoured)."""
+    return await _create_referral(request, require_user(request))
+
+
+async def get_referral(request: web.Request) -> web.Response:
+    """One referral."""
+    return _json(await _svc(request).referral(require_user(request), _path(request, "referral_id")))
+
+
+async def patch_referral(request: web.Request) -> web.Response:
+    """Move a referral along its pipeline."""
+    user_id = require_user(request)
+    data = await parse_body(request, ReferralPatch)
+    return _json(await _svc(request).update_referral(user_id, _path(request, "referral_id"), data))
+
+
+async def delete_referral(request: web.Request) -> web.Response:
+    """Remove a referral, restoring the contact's counters."""
+    await _svc(request).delete_referral(require_user(request), _path(request, "referral_id"))
+    return web.Response(status=204)
+
+
+# --- internal ---------------------------------------------------------------------------------
+
+
+async def internal_user_by_phone(request: web.Request) -> web.Response:
+    """Resolve a phone number to a user."""
+    query = parse_query(request, ByPhoneQuery)
+    return _json(await _svc(request).user_by_phone(query.phone))
+
+
+async def internal_user(request: web.Request) -> web.Response:
+    """A user's profile."""
+    return _json(await _svc(request).me(_path(request, "user_id")))
+
+
+async def internal_users(request: web.Request) -> web.Response:
+    """All users, paged."""
+    query = parse_query(request, ChangeQuery)
+    items, nxt = await _svc(request).users_page(query.after, min(query.limit, 500))
+    return _json(UserPage(items=items, next=nxt))
+
+
+async def internal_contact(request: web.Request) -> web.Response:
+    """One contact, soft-deleted ones included."""
+    doc = await _svc(request).contact(_path(request, "user_id"), _path(request, "contact_id"))
+    return _json(internal_contact_out(doc))
+
+
+async def internal_match(request: web.Request) -> web.Response:
+    """Contacts whose names match."""
+    query = parse_query(request, MatchQuery)
+    items = await _svc(request).match_contacts(_path(request, "user_id"), query.name, query.limit)
+    return _json(Candidates(candidates=items))
+
+
+async def internal_contacts(request: web.Request) -> web.Response:
+    """A user's live contacts, paged."""
+    query = parse_query(request, ChangeQuery)
+    items, nxt = await _svc(request).live_contacts_page(
+        _path(request, "user_id"), query.after, min(query.limit, 500)
+    )
+    return _json(InternalContactPage(items=items, next=nxt))
+
+
+async def internal_create_interaction(request: web.Request) -> web.Response:
+    """Log an interaction on the user's behalf."""
+    return await _log_interaction(request, _path(request, "user_id"), InternalInteractionCreate)
+
+
+async def internal_delete_interaction(request: web.Request) -> web.Response:
+    """UNDO an interaction."""
+    await _svc(request).delete_interaction(
+        _path(request, "user_id"), _path(request, "interaction_id")
+    )
+    return web.Response(status=204)
+
+
+async def internal_create_referral(request: web.Request) -> web.Response:
+    """Record a referral on the user's behalf."""
+    return await _create_referral(request, _path(request, "user_id"))
+
+
+async def internal_delete_referral(request: web.Request) -> web.Response:
+    """UNDO a referral."""
+    await _svc(request).delete_referral(_path(request, "user_id"), _path(request, "referral_id"))
+    return web.Response(status=204)
+
+
+async def internal_changes(request: web.Request) -> web.Response:
+    """The change feed."""
+    query = parse_query(request, ChangeQuery)
+    return _json(await _svc(request).changes(query.after, query.limit))

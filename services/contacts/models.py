@@ -1,0 +1,492 @@
+"""Wire models of the contacts API (input validated strictly, output documented) and helpers."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import phonenumbers
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+Tier = Literal["A", "B", "C"]
+Stage = Literal["met", "one_to_one", "referral_partner", "power_partner", "client", "dormant"]
+InteractionKind = Literal[
+    "one_to_one", "coffee", "call", "meeting", "event", "message", "email", "note"
+]
+ReferralStatus = Literal["open", "contacted", "meeting", "won", "lost"]
+Direction = Literal["given", "received"]
+Temperature = Literal["hot", "warm", "cold"]
+ContactSort = Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at",
+                      "losing_touch"]  # fmt: skip
+
+# Days between touches when a contact has no cadence of its own (reminders' default policy).
+DEFAULT_CADENCE_DAYS: dict[str | None, int] = {"A": 14, "B": 30, "C": 90, None: 60}
+
+# Forward-only referral pipeline; won and lost are final.
+REFERRAL_NEXT: dict[str, frozenset[str]] = {
+    "open": frozenset({"contacted", "meeting", "won", "lost"}),
+    "contacted": frozenset({"meeting", "won", "lost"}),
+    "meeting": frozenset({"won", "lost"}),
+    "won": frozenset(),
+    "lost": frozenset(),
+}
+
+_ZONES: frozenset[str] | None = None
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, accent-free, single-spaced words: the form name searches compare against."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    words = re.split(r"[^\w]+", stripped.casefold())
+    return " ".join(word for word in words if word)
+
+
+def _time_zone(value: str) -> str:
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = frozenset(available_timezones())
+    if value not in _ZONES:
+        raise ValueError("not an IANA time zone (for example Europe/Paris)")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not an IANA time zone (for example Europe/Paris)") from None
+    return value
+
+
+def _birthday(value: str) -> str:
+    match = re.fullmatch(r"(?:(\d{4})-)?(\d{2})-(\d{2})", value)
+    if not match:
+        raise ValueError("use MM-DD or YYYY-MM-DD")
+    year = int(match.group(1) or 2000)  # 2000 is a leap year, so 02-29 is allowed without one
+    try:
+        date(year, int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        raise ValueError("not a calendar date") from None
+    if match.group(1) and not 1900 <= year <= 2100:
+        raise ValueError("year out of range")
+    return value
+
+
+def _region(value: str) -> str:
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError("not a supported ISO 3166 region code")
+    return value
+
+
+def _no_controls(value: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+def normalize_phone(raw: str, region: str | None) -> str:
+    """An E.164 number from what the user typed, read in ``region`` when it has no ``+``."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError("not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+TimeZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_time_zone)]
+Birthday = Annotated[str, StringConstraints(max_length=10), AfterValidator(_birthday)]
+Region = Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(_region)]
+Text = Annotated[str, AfterValidator(_no_controls)]
+Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ShortText = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=200)]
+LongText = Annotated[Text, StringConstraints(max_length=5000)]
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[\w][\w -]{0,39}$")
+]
+PhoneInput = Annotated[str, StringConstraints(min_length=3, max_length=32)]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+    ),
+]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Id = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+Locale = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]
+
+
+class Strict(BaseModel):
+    """Base of every input model: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    """Base of every output model."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- auth -------------------------------------------------------------------------------------
+
+
+class OtpStart(Strict):
+    """Ask for a sign-in code by SMS."""
+
+    phone: PhoneInput
+
+
+class OtpStarted(Out):
+    """A code was sent; verify it with the challenge id before it expires."""
+
+    challenge_id: str
+    expires_at: datetime
+
+
+class OtpVerify(Strict):
+    """Prove the phone number with the code it received."""
+
+    challenge_id: Id
+    code: Annotated[str, StringConstraints(pattern=r"^\d{4,8}$")]
+
+
+class RefreshRequest(Strict):
+    """Trade a refresh token for a new pair (the old one is used up)."""
+
+    refresh_token: Annotated[str, StringConstraints(min_length=16, max_length=200)]
+
+
+class LogoutRequest(Strict):
+    """Revoke one refresh token's family, or every session of the user with ``all``."""
+
+    refresh_token: Annotated[str, StringConstraints(min_length=16, max_length=200)] | None = None
+    all: bool = False
+
+
+class User(Out):
+    """A networker's profile."""
+
+    id: str
+    phone: str
+    name: str | None
+    time_zone: str
+    region: str
+    locale: str
+    role: Literal["networker", "operator"]
+    created_at: datetime
+
+
+class TokenPair(Out):
+    """Credentials after sign-in or refresh."""
+
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (a scheme name)
+    expires_in: int
+    refresh_token: str
+    refresh_expires_at: datetime
+    user: User
+
+
+class MePatch(Strict):
+    """Profile fields the user may change."""
+
+    name: Name | None = None
+    time_zone: TimeZoneName | None = None
+    region: Region | None = None
+    locale: Locale | None = None
+
+
+# --- contacts ---------------------------------------------------------------------------------
+
+
+class ContactCreate(Strict):
+    """A new contact."""
+
+    name: Name
+    company: ShortText | None = None
+    title: ShortText | None = None
+    phone: PhoneInput | None = None
+    email: Email | None = None
+    tier: Tier | None = None
+    cadence_days: int | None = Field(default=None, ge=1, le=730)
+    stage: Stage = "met"
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    notes: LongText | None = None
+    birthday: Birthday | None = None
+    time_zone: TimeZoneName | None = None
+
+
+class ContactPatch(Strict):
+    """Changes to a contact; a field set to null is cleared (except ``name`` and ``stage``)."""
+
+    name: Name | None = None
+    company: ShortText | None = None
+    title: ShortText | None = None
+    phone: PhoneInput | None = None
+    email: Email | None = None
+    tier: Tier | None = None
+    cadence_days: int | None = Field(default=None, ge=1, le=730)
+    stage: Stage | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=20)
+    notes: LongText | None = None
+    birthday: Birthday | None = None
+    time_zone: TimeZoneName | None = None
+
+
+class ContactQuery(Strict):
+    """Filters, sort and page of the contact list."""
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
+    tag: Tag | None = None
+    tier: Tier | None = None
+    stage: Stage | None = None
+    q: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    sort: ContactSort = "name"
+    deleted: bool = False
+
+
+class Contact(Out):
+    """A contact as the app sees it."""
+
+    id: str
+    name: str
+    company: str | None
+    title: str | None
+    phone: str | None
+    email: str | None
+    tier: Tier | None
+    cadence_days: int | None
+    stage: Stage
+    tags: list[str]
+    notes: str | None
+    birthday: str | None
+    time_zone: str | None
+    last_interaction_at: datetime | None
+    interaction_count: int
+    interactions_by_kind: dict[str, int]
+    referrals_given: int
+    referrals_received: int
+    due_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    deleted: bool
+    deleted_at: datetime | None
+
+
+class ContactPage(Out):
+    """One page of contacts; pass ``next`` as ``cursor`` for the following one."""
+
+    items: list[Contact]
+    next: str | None
+
+
+class InternalContact(Out):
+    """A contact as other services see it (never the private notes)."""
+
+    id: str
+    user_id: str
+    name: str
+    company: str | None
+    tier: Tier | None
+    cadence_days: int | None
+    stage: Stage
+    birthday: str | None
+    last_interaction_at: datetime | None
+    created_at: datetime
+    deleted: bool
+
+
+# --- interactions -----------------------------------------------------------------------------
+
+
+class InteractionCreate(Strict):
+    """A touch with a contact: a 1-2-1, a call, a note..."""
+
+    kind: InteractionKind
+    occurred_at: AwareDatetime | None = None
+    notes: LongText | None = None
+    next_action: ShortText | None = None
+    source: Literal["app", "sms"] = "app"
+
+
+class InternalInteractionCreate(InteractionCreate):
+    """An interaction logged on the user's behalf by another service (from an SMS reply)."""
+
+    source: Literal["app", "sms"] = "sms"
+
+
+class Interaction(Out):
+    """A logged interaction."""
+
+    id: str
+    contact_id: str
+    user_id: str
+    kind: InteractionKind
+    occurred_at: datetime
+    notes: str | None
+    next_action: str | None
+    source: str
+    created_at: datetime
+
+
+class PageQuery(Strict):
+    """A page of a simple list."""
+
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class InteractionPage(Out):
+    """One page of interactions, newest first."""
+
+    items: list[Interaction]
+    next: str | None
+
+
+# --- referrals --------------------------------------------------------------------------------
+
+
+class ReferralCreate(Strict):
+    """A referral given to or received from a contact."""
+
+    direction: Direction
+    contact_id: Id
+    for_name: ShortText | None = None
+    for_contact_id: Id | None = None
+    description: LongText | None = None
+    temperature: Temperature | None = None
+
+
+class ReferralPatch(Strict):
+    """Move a referral along its pipeline or correct its details."""
+
+    status: ReferralStatus | None = None
+    value: float | None = Field(default=None, ge=0, le=1e12)
+    currency: Currency | None = None
+    description: LongText | None = None
+    temperature: Temperature | None = None
+    for_name: ShortText | None = None
+
+
+class ReferralQuery(Strict):
+    """Filters and page of the referral list."""
+
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: Annotated[str, StringConstraints(max_length=500)] | None = None
+    direction: Direction | None = None
+    status: ReferralStatus | None = None
+    contact_id: Id | None = None
+
+
+class Referral(Out):
+    """A referral and where it stands."""
+
+    id: str
+    user_id: str
+    direction: Direction
+    contact_id: str
+    for_name: str | None
+    for_contact_id: str | None
+    description: str | None
+    temperature: Temperature | None
+    status: ReferralStatus
+    status_times: dict[str, datetime]
+    value: float | None
+    currency: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReferralPage(Out):
+    """One page of referrals, newest first."""
+
+    items: list[Referral]
+    next: str | None
+
+
+# --- internal ---------------------------------------------------------------------------------
+
+
+class ByPhoneQuery(Strict):
+    """Look a user up by phone."""
+
+    phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9]\d{6,14}$")]
+
+
+class MatchQuery(Strict):
+    """Find contacts by the words of their name."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    limit: int = Field(default=10, ge=1, le=50)
+
+
+class Candidates(Out):
+    """Contacts whose names match."""
+
+    candidates: list[InternalContact]
+
+
+class InternalContactPage(Out):
+    """A page of a user's live contacts."""
+
+    items: list[InternalContact]
+    next: str | None
+
+
+class UserPage(Out):
+    """A page of users."""
+
+    items: list[User]
+    next: str | None
+
+
+class ChangeQuery(Strict):
+    """Where to read the change feed from."""
+
+    after: Annotated[str, StringConstraints(max_length=500)] | None = None
+    limit: int = Field(default=500, ge=1, le=1000)
+
+
+class Change(Out):
+    """One recorded change, with the entity's state at serve time."""
+
+    cursor: str
+    kind: Literal["contact", "interaction", "referral", "user"]
+    op: Literal["upsert", "delete"]
+    user_id: str
+    entity_id: str
+    at: datetime
+    entity: dict[str, Any] | None
+
+
+class ChangePage(Out):
+    """A page of the change feed."""
+
+    changes: list[Change]
+    next: str | None
+    has_more: bool
+
+
+# --- stats and export -------------------------------------------------------------------------
+
+
+class Stats(Out):
+    """The user's relationship numbers at a glance."""
+
+    contacts: dict[str, Any]
+    interactions: dict[str, Any]
+    referrals: dict[str, Any]
+
+
+class Export(Out):
+    """Everything the service holds about the user."""
+
+    exported_at: datetime
+    user: User
+    contacts: list[Contact]
+    interactions: list[Interaction]
+    referrals: list[Referral]
+    reminders: Any

@@ -1,0 +1,767 @@
+"""Domain rules of the contacts service: users, contacts, interactions, referrals, the feed."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+
+from services.contacts.models import (
+    DEFAULT_CADENCE_DAYS,
+    REFERRAL_NEXT,
+    Change,
+    ChangePage,
+    Contact,
+    ContactCreate,
+    ContactPage,
+    ContactPatch,
+    ContactQuery,
+    Export,
+    Interaction,
+    InteractionCreate,
+    InteractionPage,
+    InternalContact,
+    MePatch,
+    Referral,
+    ReferralCreate,
+    ReferralPage,
+    ReferralPatch,
+    ReferralQuery,
+    Stats,
+    User,
+    normalize_phone,
+    normalize_text,
+)
+from services.contacts.repository import (
+    ChangeRepository,
+    ContactRepository,
+    InteractionRepository,
+    ReferralRepository,
+    UserRepository,
+    after_filter,
+    decode_cursor,
+    encode_cursor,
+)
+from services.contacts.settings import ContactsSettings
+from shared.clock import Clock
+from shared.errors import Conflict, NotFound, PreconditionFailed, UpstreamError, ValidationFailed
+from shared.http import ServiceClient
+from shared.mongo import Document
+from shared.web.etag import make_etag
+
+log = logging.getLogger(__name__)
+
+SORTS: dict[str, tuple[str, int]] = {
+    "name": ("name_norm", ASCENDING),
+    "-name": ("name_norm", DESCENDING),
+    "created_at": ("created_at", ASCENDING),
+    "-created_at": ("created_at", DESCENDING),
+    "updated_at": ("updated_at", ASCENDING),
+    "-updated_at": ("updated_at", DESCENDING),
+    # Most overdue first: the contact whose next touch was due the longest ago.
+    "losing_touch": ("due_at", ASCENDING),
+}
+MAX_FUTURE = timedelta(days=1)
+
+
+def new_id() -> str:
+    """A fresh entity id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(errors=[{"field": field, "message": message}])
+
+
+def user_out(doc: Document, settings: ContactsSettings) -> User:
+    """The public shape of a user document."""
+    return User(
+        id=doc["_id"],
+        phone=doc["phone"],
+        name=doc.get("name"),
+        time_zone=doc["time_zone"],
+        region=doc["region"],
+        locale=doc["locale"],
+        role="operator" if doc["phone"] in settings.operator_phone_set else "networker",
+        created_at=doc["created_at"].astimezone(UTC),
+    )
+
+
+def contact_out(doc: Document) -> Contact:
+    """The app's shape of a contact document."""
+    return Contact(
+        id=doc["_id"],
+        name=doc["name"],
+        company=doc.get("company"),
+        title=doc.get("title"),
+        phone=doc.get("phone"),
+        email=doc.get("email"),
+        tier=doc.get("tier"),
+        cadence_days=doc.get("cadence_days"),
+        stage=doc["stage"],
+        tags=doc.get("tags", []),
+        notes=doc.get("notes"),
+        birthday=doc.get("birthday"),
+        time_zone=doc.get("time_zone"),
+        last_interaction_at=_utc(doc.get("last_interaction_at")),
+        interaction_count=doc.get("interaction_count", 0),
+        interactions_by_kind=doc.get("interactions_by_kind", {}),
+        referrals_given=doc.get("referrals_given", 0),
+        referrals_received=doc.get("referrals_received", 0),
+        due_at=doc["due_at"].astimezone(UTC),
+        created_at=doc["created_at"].astimezone(UTC),
+        updated_at=doc["updated_at"].astimezone(UTC),
+        deleted=bool(doc.get("deleted")),
+        deleted_at=_utc(doc.get("deleted_at")),
+    )
+
+
+def internal_contact_out(doc: Document) -> InternalContact:
+    """The shape other services see: no private notes, phone or e-mail."""
+    return InternalContact(
+        id=doc["_id"],
+        user_id=doc["user_id"],
+        name=doc["name"],
+        company=doc.get("company"),
+        tier=doc.get("tier"),
+        cadence_days=doc.get("cadence_days"),
+        stage=doc["stage"],
+        birthday=doc.get("birthday"),
+        last_interaction_at=_utc(doc.get("last_interaction_at")),
+        created_at=doc["created_at"].astimezone(UTC),
+        deleted=bool(doc.get("deleted")),
+    )
+
+
+def interaction_out(doc: Document) -> Interaction:
+    """The shape of an interaction document."""
+    return Interaction(
+        id=doc["_id"],
+        contact_id=doc["contact_id"],
+        user_id=doc["user_id"],
+        kind=doc["kind"],
+        occurred_at=doc["occurred_at"].astimezone(UTC),
+        notes=doc.get("notes"),
+        next_action=doc.get("next_action"),
+        source=doc["source"],
+        created_at=doc["created_at"].astimezone(UTC),
+    )
+
+
+def referral_out(doc: Document) -> Referral:
+    """The shape of a referral document."""
+    return Referral(
+        id=doc["_id"],
+        user_id=doc["user_id"],
+        direction=doc["direction"],
+        contact_id=doc["contact_id"],
+        for_name=doc.get("for_name"),
+        for_contact_id=doc.get("for_contact_id"),
+        description=doc.get("description"),
+        temperature=doc.get("temperature"),
+        status=doc["status"],
+        status_times={k: v.astimezone(UTC) for k, v in doc.get("status_times", {}).items()},
+        value=doc.get("value"),
+        currency=doc.get("currency"),
+        created_at=doc["created_at"].astimezone(UTC),
+        updated_at=doc["updated_at"].astimezone(UTC),
+    )
+
+
+def contact_etag(doc: Document) -> str:
+    """The ETag of a contact's current version."""
+    return make_etag(doc["_id"], int(doc.get("version", 1)))
+
+
+def due_at(doc: Document) -> datetime:
+    """When the contact's next touch is due: last touch (or creation) plus the cadence."""
+    base: datetime = doc.get("last_interaction_at") or doc["created_at"]
+    cadence = doc.get("cadence_days") or DEFAULT_CADENCE_DAYS[doc.get("tier")]
+    return base + timedelta(days=cadence)
+
+
+class ContactsService:
+    """Everything a user (or another service on a user's behalf) can do with their data."""
+
+    def __init__(
+        self,
+        *,
+        settings: ContactsSettings,
+        clock: Clock,
+        users: UserRepository,
+        contacts: ContactRepository,
+        interactions: InteractionRepository,
+        referrals: ReferralRepository,
+        changes: ChangeRepository,
+        reminders: ServiceClient | None = None,
+        notifier: ServiceClient | None = None,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._users = users
+        self._contacts = contacts
+        self._interactions = interactions
+        self._referrals = referrals
+        self._changes = changes
+        self._reminders = reminders
+        self._notifier = notifier
+
+    @property
+    def settings(self) -> ContactsSettings:
+        """This service's settings."""
+        return self._settings
+
+    def wall_now(self) -> datetime:
+        """The real time, as the change feed stamps it."""
+        return self._changes.wall_now()
+
+    async def purge_changes(self, before: datetime) -> int:
+        """Drop change records older than the retention period."""
+        return await self._changes.purge(before)
+
+    async def _change(self, kind: str, op: str, user_id: str, entity_id: str) -> None:
+        # Written before the entity write: a feed reader past the lag never misses the write.
+        await self._changes.record(new_id(), kind, op, user_id, entity_id)
+
+    # --- users --------------------------------------------------------------------------------
+
+    async def user(self, user_id: str) -> Document:
+        """The user's document, or 404."""
+        doc = await self._users.get(user_id)
+        if doc is None:
+            raise NotFound("no such user")
+        return doc
+
+    async def me(self, user_id: str) -> User:
+        """The signed-in user's profile."""
+        return user_out(await self.user(user_id), self._settings)
+
+    async def update_me(self, user_id: str, patch: MePatch) -> User:
+        """Change the user's profile."""
+        await self.user(user_id)
+        fields = {k: getattr(patch, k) for k in patch.model_fields_set}
+        for key in ("time_zone", "region", "locale"):
+            if key in fields and fields[key] is None:
+                raise _invalid(key, "may not be null")
+        if fields:
+            fields["updated_at"] = self._clock.now()
+            await self._change("user", "upsert", user_id, user_id)
+            await self._users.update(user_id, fields)
+        return await self.me(user_id)
+
+    async def user_by_phone(self, phone: str) -> User:
+        """Resolve an inbound SMS's sender."""
+        doc = await self._users.by_phone(phone)
+        if doc is None:
+            raise NotFound("no user with this phone number")
+        return user_out(doc, self._settings)
+
+    async def users_page(self, after: str | None, limit: int) -> tuple[list[User], str | None]:
+        """All users in id order, for reconciliation."""
+        last = str(decode_cursor(after, 1)[0]) if after else None
+        docs = await self._users.page(last, limit)
+        nxt = encode_cursor([docs[-1]["_id"]]) if len(docs) == limit else None
+        return [user_out(d, self._settings) for d in docs], nxt
+
+    # --- contacts -----------------------------------------------------------------------------
+
+    async def _phone(self, user_id: str, raw: str) -> str:
+        user = await self.user(user_id)
+        try:
+            return normalize_phone(raw, user["region"])
+        except ValueError as exc:
+            raise _invalid("phone", str(exc)) from None
+
+    async def create_contact(self, user_id: str, data: ContactCreate) -> Document:
+        """Add a contact to the user's book."""
+        now = self._clock.now()
+        fields = data.model_dump()
+        if data.phone is not None:
+            fields["phone"] = await self._phone(user_id, data.phone)
+        else:
+            await self.user(user_id)
+        fields["tags"] = sorted(set(data.tags))
+        doc: Document = {
+            "_id": new_id(),
+            "user_id": user_id,
+            **fields,
+            "name_norm": normalize_text(data.name),
+            "company_norm": normalize_text(data.company or ""),
+            "last_interaction_at": None,
+            "interaction_count": 0,
+            "interactions_by_kind": {},
+            "referrals_given": 0,
+            "referrals_received": 0,
+            "created_at": now,
+            "updated_at": now,
+            "deleted": False,
+            "deleted_at": None,
+            "version": 1,
+        }
+        doc["due_at"] = due_at(doc)
+        await self._change("contact", "upsert", user_id, doc["_id"])
+        await self._contacts.insert(doc)
+        return doc
+
+    async def contact(self, user_id: str, contact_id: str) -> Document:
+        """One of the user's contacts (soft-deleted ones too), or 404."""
+        doc = await self._contacts.get(user_id, contact_id)
+        if doc is None:
+            raise NotFound("no such contact")
+        return doc
+
+    async def live_contact(self, user_id: str, contact_id: str) -> Document:
+        """One of the user's contacts that is not deleted, or 404."""
+        doc = await self.contact(user_id, contact_id)
+        if doc.get("deleted"):
+            raise NotFound("no such contact")
+        return doc
+
+    async def list_contacts(self, user_id: str, query: ContactQuery) -> ContactPage:
+        """A filtered, sorted page of the user's contacts."""
+        field, direction = SORTS[query.sort]
+        conditions: list[Document] = [{"user_id": user_id, "deleted": query.deleted}]
+        if query.tag:
+            conditions.append({"tags": query.tag})
+        if query.tier:
+            conditions.append({"tier": query.tier})
+        if query.stage:
+            conditions.append({"stage": query.stage})
+        if query.q:
+            needle = normalize_text(query.q)
+            if needle:
+                pattern = re.escape(needle)
+                conditions.append(
+                    {
+                        "$or": [
+                            {"name_norm": {"$regex": pattern}},
+                            {"company_norm": {"$regex": pattern}},
+                        ]
+                    }
+                )
+        if query.cursor:
+            sort_name, value, last_id = decode_cursor(query.cursor, 3)
+            if sort_name != query.sort or not isinstance(last_id, str):
+                raise _invalid("cursor", "the cursor belongs to another sort order")
+            conditions.append(after_filter(field, direction, value, last_id))
+        mongo_query: Document = {"$and": conditions} if len(conditions) > 1 else conditions[0]
+        mongo_query.setdefault("user_id", user_id)
+        docs = await self._contacts.find_page(
+            mongo_query, [(field, direction), ("_id", direction)], query.limit + 1
+        )
+        nxt = None
+        if len(docs) > query.limit:
+            docs = docs[: query.limit]
+            nxt = encode_cursor([query.sort, docs[-1][field], docs[-1]["_id"]])
+        return ContactPage(items=[contact_out(d) for d in docs], next=nxt)
+
+    async def update_contact(
+        self, user_id: str, contact_id: str, patch: ContactPatch, if_match: str | None
+    ) -> Document:
+        """Change a live contact; ``if_match`` (an ETag) guards against lost updates."""
+        doc = await self.live_contact(user_id, contact_id)
+        if if_match is not None and if_match != contact_etag(doc):
+            raise PreconditionFailed("the contact has changed since it was read; fetch it again")
+        fields: Document = {k: getattr(patch, k) for k in patch.model_fields_set}
+        for key in ("name", "stage", "tags"):
+            if key in fields and fields[key] is None:
+                raise _invalid(key, "may not be null")
+        if fields.get("phone") is not None:
+            fields["phone"] = await self._phone(user_id, fields["phone"])
+        if "tags" in fields:
+            fields["tags"] = sorted(set(fields["tags"]))
+        if "name" in fields:
+            fields["name_norm"] = normalize_text(fields["name"])
+        if "company" in fields:
+            fields["company_norm"] = normalize_text(fields["company"] or "")
+        if not fields:
+            return doc
+        fields["updated_at"] = self._clock.now()
+        fields["due_at"] = due_at({**doc, **fields})
+        await self._change("contact", "upsert", user_id, contact_id)
+        if not await self._contacts.update_versioned(
+            user_id, contact_id, int(doc.get("version", 1)), fields
+        ):
+            raise PreconditionFailed("the contact changed during the update; fetch it again")
+        return await self.contact(user_id, contact_id)
+
+    async def delete_contact(self, user_id: str, contact_id: str, if_match: str | None) -> None:
+        """Soft-delete a contact (restorable; its history is kept)."""
+        doc = await self.live_contact(user_id, contact_id)
+        if if_match is not None and if_match != contact_etag(doc):
+            raise PreconditionFailed("the contact has changed since it was read; fetch it again")
+        now = self._clock.now()
+        await self._change("contact", "delete", user_id, contact_id)
+        if not await self._contacts.update_versioned(
+            user_id,
+            contact_id,
+            int(doc.get("version", 1)),
+            {"deleted": True, "deleted_at": now, "updated_at": now},
+        ):
+            raise PreconditionFailed("the contact changed during the update; fetch it again")
+
+    async def restore_contact(self, user_id: str, contact_id: str) -> Document:
+        """Bring a soft-deleted contact back."""
+        doc = await self.contact(user_id, contact_id)
+        if not doc.get("deleted"):
+            return doc
+        now = self._clock.now()
+        await self._change("contact", "upsert", user_id, contact_id)
+        await self._contacts.bump(
+            user_id, contact_id, {"deleted": False, "deleted_at": None, "updated_at": now}
+        )
+        return await self.contact(user_id, contact_id)
+
+    async def match_contacts(self, user_id: str, name: str, limit: int) -> list[InternalContact]:
+        """Live contacts whose name has a word starting with each word of ``name``."""
+        words = normalize_text(name).split()
+        if not words:
+            raise _invalid("name", "needs at least one letter or digit")
+        conditions: list[Document] = [{"user_id": user_id, "deleted": False}]
+        conditions += [{"name_norm": {"$regex": f"(^| ){re.escape(w)}"}} for w in words[:8]]
+        docs = await self._contacts.find_page(
+            {"user_id": user_id, "$and": conditions}, [("name_norm", ASCENDING)], limit
+        )
+        return [internal_contact_out(d) for d in docs]
+
+    async def live_contacts_page(
+        self, user_id: str, after: str | None, limit: int
+    ) -> tuple[list[InternalContact], str | None]:
+        """A user's live contacts in id order, for reconciliation."""
+        query: Document = {"user_id": user_id, "deleted": False}
+        if after:
+            query["_id"] = {"$gt": str(decode_cursor(after, 1)[0])}
+        docs = await self._contacts.find_page(query, [("_id", ASCENDING)], limit)
+        nxt = encode_cursor([docs[-1]["_id"]]) if len(docs) == limit else None
+        return [internal_contact_out(d) for d in docs], nxt
+
+    # --- interactions -------------------------------------------------------------------------
+
+    async def _recount(self, user_id: str, contact_id: str) -> None:
+        """Recompute a contact's counters from its history (idempotent, so safe to repeat)."""
+        contact = await self._contacts.get(user_id, contact_id)
+        if contact is None:
+            return
+        items = await self._interactions.find(
+            {"user_id": user_id, "contact_id": contact_id}, {"kind": 1, "occurred_at": 1}
+        )
+        refs = await self._referrals.find(
+            {"user_id": user_id, "contact_id": contact_id}, {"direction": 1}
+        )
+        directions = Counter(r["direction"] for r in refs)
+        fields: Document = {
+            "interaction_count": len(items),
+            "interactions_by_kind": dict(Counter(i["kind"] for i in items)),
+            "last_interaction_at": max((i["occurred_at"] for i in items), default=None),
+            "referrals_given": directions.get("given", 0),
+            "referrals_received": directions.get("received", 0),
+        }
+        fields["due_at"] = due_at({**contact, **fields})
+        fields["updated_at"] = self._clock.now()
+        await self._change("contact", "upsert", user_id, contact_id)
+        await self._contacts.bump(user_id, contact_id, fields)
+
+    async def log_interaction(
+        self, user_id: str, contact_id: str, data: InteractionCreate
+    ) -> Interaction:
+        """Record a touch with a live contact and update its counters."""
+        await self.live_contact(user_id, contact_id)
+        now = self._clock.now()
+        occurred = data.occurred_at.astimezone(UTC) if data.occurred_at else now
+        if occurred > now + MAX_FUTURE:
+            raise _invalid("occurred_at", "may not be more than a day in the future")
+        doc: Document = {
+            "_id": new_id(),
+            "user_id": user_id,
+            "contact_id": contact_id,
+            "kind": data.kind,
+            "occurred_at": occurred,
+            "notes": data.notes,
+            "next_action": data.next_action,
+            "source": data.source,
+            "created_at": now,
+        }
+        await self._change("interaction", "upsert", user_id, doc["_id"])
+        await self._interactions.insert(doc)
+        await self._recount(user_id, contact_id)
+        return interaction_out(doc)
+
+    async def list_interactions(
+        self, user_id: str, contact_id: str, cursor: str | None, limit: int
+    ) -> InteractionPage:
+        """A contact's interactions, newest first."""
+        await self.contact(user_id, contact_id)
+        query: Document = {"user_id": user_id, "contact_id": contact_id}
+        if cursor:
+            when, last_id = decode_cursor(cursor, 2)
+            if not isinstance(when, datetime) or not isinstance(last_id, str):
+                raise _invalid("cursor", "malformed cursor")
+            query = {
+                "user_id": user_id,
+                "$and": [query, after_filter("occurred_at", DESCENDING, when, last_id)],
+            }
+        docs = await self._interactions.find_page(
+            query, [("occurred_at", DESCENDING), ("_id", DESCENDING)], limit + 1
+        )
+        nxt = None
+        if len(docs) > limit:
+            docs = docs[:limit]
+            nxt = encode_cursor([docs[-1]["occurred_at"], docs[-1]["_id"]])
+        return InteractionPage(items=[interaction_out(d) for d in docs], next=nxt)
+
+    async def delete_interaction(self, user_id: str, interaction_id: str) -> None:
+        """Remove an interaction (UNDO) and restore its contact's counters."""
+        doc = await self._interactions.get(user_id, interaction_id)
+        if doc is None:
+            raise NotFound("no such interaction")
+        await self._change("interaction", "delete", user_id, interaction_id)
+        await self._interactions.delete(user_id, interaction_id)
+        await self._recount(user_id, doc["contact_id"])
+
+    # --- referrals ----------------------------------------------------------------------------
+
+    async def create_referral(self, user_id: str, data: ReferralCreate) -> Referral:
+        """Record a referral given to or received from a live contact."""
+        if (
+            await self._contacts.count(
+                {"user_id": user_id, "_id": data.contact_id, "deleted": False}
+            )
+            == 0
+        ):
+            raise _invalid("contact_id", "no such contact")
+        if (
+            data.for_contact_id
+            and await self._contacts.count(
+                {"user_id": user_id, "_id": data.for_contact_id, "deleted": False}
+            )
+            == 0
+        ):
+            raise _invalid("for_contact_id", "no such contact")
+        now = self._clock.now()
+        doc: Document = {
+            "_id": new_id(),
+            "user_id": user_id,
+            **data.model_dump(),
+            "status": "open",
+            "status_times": {"open": now},
+            "value": None,
+            "currency": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        await self._change("referral", "upsert", user_id, doc["_id"])
+        await self._referrals.insert(doc)
+        await self._recount(user_id, data.contact_id)
+        return referral_out(doc)
+
+    async def referral(self, user_id: str, referral_id: str) -> Referral:
+        """One of the user's referrals, or 404."""
+        doc = await self._referrals.get(user_id, referral_id)
+        if doc is None:
+            raise NotFound("no such referral")
+        return referral_out(doc)
+
+    async def list_referrals(self, user_id: str, query: ReferralQuery) -> ReferralPage:
+        """The user's referrals, newest first."""
+        conditions: list[Document] = [{"user_id": user_id}]
+        for key in ("direction", "status", "contact_id"):
+            value = getattr(query, key)
+            if value is not None:
+                conditions.append({key: value})
+        if query.cursor:
+            when, last_id = decode_cursor(query.cursor, 2)
+            if not isinstance(when, datetime) or not isinstance(last_id, str):
+                raise _invalid("cursor", "malformed cursor")
+            conditions.append(after_filter("created_at", DESCENDING, when, last_id))
+        docs = await self._referrals.find_page(
+            {"user_id": user_id, "$and": conditions},
+            [("created_at", DESCENDING), ("_id", DESCENDING)],
+            query.limit + 1,
+        )
+        nxt = None
+        if len(docs) > query.limit:
+            docs = docs[: query.limit]
+            nxt = encode_cursor([docs[-1]["created_at"], docs[-1]["_id"]])
+        return ReferralPage(items=[referral_out(d) for d in docs], next=nxt)
+
+    async def update_referral(
+        self, user_id: str, referral_id: str, patch: ReferralPatch
+    ) -> Referral:
+        """Move a referral forward in its pipeline (open → contacted → meeting → won | lost)."""
+        doc = await self._referrals.get(user_id, referral_id)
+        if doc is None:
+            raise NotFound("no such referral")
+        fields: Document = {k: getattr(patch, k) for k in patch.model_fields_set}
+        if "status" in fields and fields["status"] is None:
+            raise _invalid("status", "may not be null")
+        now = self._clock.now()
+        status = fields.get("status")
+        if status is not None and status != doc["status"]:
+            if status not in REFERRAL_NEXT[doc["status"]]:
+                raise Conflict(f"a referral cannot go from {doc['status']} to {status}")
+            fields[f"status_times.{status}"] = now
+        final_status = status or doc["status"]
+        value = fields.get("value", doc.get("value"))
+        currency = fields.get("currency", doc.get("currency"))
+        if final_status == "won" and (value is None or currency is None):
+            raise _invalid("value", "a won referral needs a value and a currency")
+        if (value is None) != (currency is None):
+            raise _invalid("currency", "value and currency go together")
+        if final_status != "won" and value is not None:
+            raise _invalid("value", "only a won referral has a value")
+        if not fields:
+            return referral_out(doc)
+        fields["updated_at"] = now
+        await self._change("referral", "upsert", user_id, referral_id)
+        await self._referrals.set(user_id, referral_id, fields)
+        return await self.referral(user_id, referral_id)
+
+    async def delete_referral(self, user_id: str, referral_id: str) -> None:
+        """Remove a referral (UNDO) and restore its contact's counters."""
+        doc = await self._referrals.get(user_id, referral_id)
+        if doc is None:
+            raise NotFound("no such referral")
+        await self._change("referral", "delete", user_id, referral_id)
+        await self._referrals.delete(user_id, referral_id)
+        await self._recount(user_id, doc["contact_id"])
+
+    # --- change feed --------------------------------------------------------------------------
+
+    async def changes(self, after: str | None, limit: int) -> ChangePage:
+        """Changes older than the safety lag, after ``after``, with entities read now."""
+        position: tuple[datetime, str] | None = None
+        if after:
+            when, last_id = decode_cursor(after, 2)
+            if not isinstance(when, datetime) or not isinstance(last_id, str):
+                raise _invalid("after", "malformed cursor")
+            position = (when, last_id)
+        until = self._changes.wall_now() - timedelta(seconds=self._settings.change_feed_lag_s)
+        records = await self._changes.page(position, until, limit + 1)
+        has_more = len(records) > limit
+        records = records[:limit]
+        entities = await self._hydrate(records)
+        out: list[Change] = []
+        for rec in records:
+            entity = entities.get((rec["kind"], rec["entity_id"]))
+            deleted = entity is None or bool(entity.get("deleted"))
+            out.append(
+                Change(
+                    cursor=encode_cursor([rec["stamp"], rec["_id"]]),
+                    kind=rec["kind"],
+                    # The op reflects the entity's state now, consistent with the entity shown.
+                    op="delete" if deleted else "upsert",
+                    user_id=rec["user_id"],
+                    entity_id=rec["entity_id"],
+                    at=rec["stamp"].astimezone(UTC),
+                    entity=entity,
+                )
+            )
+        nxt = out[-1].cursor if out else after
+        return ChangePage(changes=out, next=nxt, has_more=has_more)
+
+    async def _hydrate(self, records: Sequence[Document]) -> dict[tuple[str, str], dict[str, Any]]:
+        ids: dict[str, set[str]] = {}
+        for rec in records:
+            ids.setdefault(rec["kind"], set()).add(rec["entity_id"])
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        if "contact" in ids:
+            for doc in await self._contacts.by_ids(sorted(ids["contact"])):
+                found[("contact", doc["_id"])] = internal_contact_out(doc).model_dump(mode="json")
+        if "interaction" in ids:
+            for doc in await self._interactions.by_ids(sorted(ids["interaction"])):
+                found[("interaction", doc["_id"])] = interaction_out(doc).model_dump(mode="json")
+        if "referral" in ids:
+            for doc in await self._referrals.by_ids(sorted(ids["referral"])):
+                found[("referral", doc["_id"])] = referral_out(doc).model_dump(mode="json")
+        if "user" in ids:
+            for doc in await self._users.many(sorted(ids["user"])):
+                found[("user", doc["_id"])] = user_out(doc, self._settings).model_dump(mode="json")
+        return found
+
+    # --- stats, export, account deletion ------------------------------------------------------
+
+    async def stats(self, user_id: str) -> Stats:
+        """Counts of contacts, interactions and referrals."""
+        now = self._clock.now()
+        contacts = await self._contacts.find(
+            {"user_id": user_id, "deleted": False}, {"tier": 1, "stage": 1, "due_at": 1}
+        )
+        items = await self._interactions.find({"user_id": user_id}, {"kind": 1, "occurred_at": 1})
+        refs = await self._referrals.find(
+            {"user_id": user_id}, {"direction": 1, "status": 1, "value": 1, "currency": 1}
+        )
+        won: dict[str, float] = {}
+        for ref in refs:
+            if ref["status"] == "won" and ref.get("currency"):
+                won[ref["currency"]] = won.get(ref["currency"], 0.0) + float(ref.get("value") or 0)
+        month_ago = now - timedelta(days=30)
+        return Stats(
+            contacts={
+                "total": len(contacts),
+                "by_tier": dict(Counter(c.get("tier") or "none" for c in contacts)),
+                "by_stage": dict(Counter(c["stage"] for c in contacts)),
+                "overdue": sum(1 for c in contacts if c["due_at"] <= now),
+            },
+            interactions={
+                "total": len(items),
+                "last_30_days": sum(1 for i in items if i["occurred_at"] >= month_ago),
+                "by_kind": dict(Counter(i["kind"] for i in items)),
+            },
+            referrals={
+                "given": sum(1 for r in refs if r["direction"] == "given"),
+                "received": sum(1 for r in refs if r["direction"] == "received"),
+                "by_status": dict(Counter(r["status"] for r in refs)),
+                "won_value_by_currency": dict(won),
+            },
+        )
+
+    async def export(self, user_id: str) -> Export:
+        """Everything held about the user, including what reminders keeps."""
+        user = await self.me(user_id)
+        reminders: Any = None
+        if self._reminders is not None:
+            answer = await self._reminders.request("GET", f"/internal/v1/users/{user_id}/export")
+            if answer.status == 200:
+                reminders = answer.body
+            elif answer.status != 404:
+                raise UpstreamError("reminders could not export", upstream_status=answer.status)
+        return Export(
+            exported_at=self._clock.now(),
+            user=user,
+            contacts=[contact_out(d) for d in await self._contacts.all_of(user_id)],
+            interactions=[interaction_out(d) for d in await self._interactions.all_of(user_id)],
+            referrals=[referral_out(d) for d in await self._referrals.all_of(user_id)],
+            reminders=reminders,
+        )
+
+    async def delete_account(self, user_id: str, delete_tokens: Any) -> None:
+        """Erase the user everywhere: reminders and notifier first, then this service's data.
+
+        Each step is idempotent, so a failed deletion can simply be retried.
+        """
+        await self.user(user_id)
+        for client in (self._reminders, self._notifier):
+            if client is None:
+                continue
+            answer = await client.request("DELETE", f"/internal/v1/users/{user_id}")
+            if answer.status not in (200, 202, 204, 404):
+                raise UpstreamError(
+                    "account deletion failed upstream", upstream_status=answer.status
+                )
+        await self._change("user", "delete", user_id, user_id)
+        await self._interactions.delete_user(user_id)
+        await self._referrals.delete_user(user_id)
+        await self._contacts.delete_user(user_id)
+        await delete_tokens(user_id)
+        await self._users.delete(user_id)
+        log.info("account deleted", extra={"user_id": user_id})

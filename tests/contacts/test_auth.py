@@ -1,0 +1,233 @@
+"""Sign-in by SMS code, tokens, refresh rotation with reuse detection, me, operator role."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from shared.clock import ControllableClock
+from tests.contacts.conftest import OPERATOR, Client, FakeUpstream, bearer, sign_in
+
+PHONE = "+14155550123"
+
+
+async def start(client: Client, phone: str = PHONE, **headers: str) -> Any:
+    return await client.post("/v1/auth/otp/start", json={"phone": phone}, headers=headers)
+
+
+async def test_sign_in_creates_user_and_sends_code_only_by_sms(
+    client: Client, notifier: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    resp = await start(client, "(415) 555-0123")  # national format, read in the default region
+    assert resp.status == 202
+    started = await resp.json()
+    assert set(started) == {"challenge_id", "expires_at"}
+    message = notifier.messages[-1]
+    assert message["to"] == PHONE
+    assert message["purpose"] == "otp"
+    assert notifier.keys[-1] == f"otp:{started['challenge_id']}"
+    code = notifier.last_code(PHONE)
+    assert code not in await resp.text()
+
+    resp = await client.post(
+        "/v1/auth/otp/verify", json={"challenge_id": started["challenge_id"], "code": code}
+    )
+    assert resp.status == 200
+    text = await resp.text()
+    assert code not in text
+    tokens = await resp.json()
+    assert tokens["user"]["phone"] == PHONE
+    assert tokens["user"]["role"] == "networker"
+    assert tokens["user"]["region"] == "US"
+    assert tokens["user"]["time_zone"] == "America/Los_Angeles"
+    assert code not in caplog.text
+    assert PHONE not in caplog.text
+
+    resp = await client.get("/v1/me", headers=bearer(tokens))
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["id"] == tokens["user"]["id"]
+
+    # The code is single-use.
+    resp = await client.post(
+        "/v1/auth/otp/verify", json={"challenge_id": started["challenge_id"], "code": code}
+    )
+    assert resp.status == 401
+    assert resp.content_type == "application/problem+json"
+
+    # Signing in again finds the same user.
+    again = await sign_in(client, notifier, PHONE)
+    assert again["user"]["id"] == tokens["user"]["id"]
+
+
+async def test_wrong_codes_are_limited(client: Client, notifier: FakeUpstream) -> None:
+    started = await (await start(client)).json()
+    code = notifier.last_code(PHONE)
+    wrong = "000000" if code != "000000" else "111111"
+    body = {"challenge_id": started["challenge_id"], "code": wrong}
+    for left in (4, 3, 2, 1, 0):
+        resp = await client.post("/v1/auth/otp/verify", json=body)
+        assert resp.status == 401
+        assert (await resp.json())["attempts_left"] == left
+    # The challenge is gone: even the right code no longer works.
+    resp = await client.post(
+        "/v1/auth/otp/verify", json={"challenge_id": started["challenge_id"], "code": code}
+    )
+    assert resp.status == 401
+
+
+async def test_code_expires(
+    client: Client, notifier: FakeUpstream, clock: ControllableClock
+) -> None:
+    started = await (await start(client)).json()
+    code = notifier.last_code(PHONE)
+    clock.advance(timedelta(seconds=301))
+    resp = await client.post(
+        "/v1/auth/otp/verify", json={"challenge_id": started["challenge_id"], "code": code}
+    )
+    assert resp.status == 401
+
+
+async def test_rate_limit_per_phone_then_window_passes(
+    client: Client, notifier: FakeUpstream, clock: ControllableClock
+) -> None:
+    for _ in range(5):
+        assert (await start(client)).status == 202
+    resp = await start(client)
+    assert resp.status == 429
+    assert int(resp.headers["Retry-After"]) > 0
+    assert len(notifier.messages) == 5
+    # Another phone from the same address is still fine.
+    assert (await start(client, "+14155550124")).status == 202
+    clock.advance(timedelta(hours=1, seconds=1))
+    assert (await start(client)).status == 202
+
+
+@pytest.mark.parametrize("settings_overrides", [{"otp_max_per_ip": 3}])
+async def test_rate_limit_per_client_address(client: Client, notifier: FakeUpstream) -> None:
+    for i in range(3):
+        assert (await start(client, f"+1415555013{i}")).status == 202
+    resp = await start(client, "+14155550139")
+    assert resp.status == 429
+    assert len(notifier.messages) == 3
+
+
+@pytest.mark.parametrize(
+    "phone", ["12", "+1 415 555", "not a phone", "+999123456789", "555-0123-999999999"]
+)
+async def test_invalid_phone_is_refused(client: Client, notifier: FakeUpstream, phone: str) -> None:
+    resp = await start(client, phone)
+    assert resp.status == 422
+    problem = await resp.json()
+    assert problem["errors"][0]["field"] == "phone"
+    assert notifier.messages == []
+
+
+async def test_bad_bodies(client: Client) -> None:
+    resp = await client.post("/v1/auth/otp/start", json={"phone": PHONE, "extra": 1})
+    assert resp.status == 422
+    resp = await client.post(
+        "/v1/auth/otp/start", data=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    resp = await client.post("/v1/auth/otp/verify", json={"challenge_id": "x", "code": "12"})
+    assert resp.status == 422
+
+
+async def test_notifier_down_gives_502_and_no_challenge(
+    client: Client, notifier: FakeUpstream
+) -> None:
+    notifier.fail_with = 400
+    resp = await start(client)
+    assert resp.status == 502
+    assert resp.content_type == "application/problem+json"
+
+
+async def test_refresh_rotation_and_reuse_detection(client: Client, notifier: FakeUpstream) -> None:
+    tokens = await sign_in(client, notifier, PHONE)
+    first = tokens["refresh_token"]
+    resp = await client.post("/v1/auth/refresh", json={"refresh_token": first})
+    assert resp.status == 200
+    second = (await resp.json())["refresh_token"]
+    assert second != first
+    resp = await client.post("/v1/auth/refresh", json={"refresh_token": second})
+    assert resp.status == 200
+    third = (await resp.json())["refresh_token"]
+
+    # The first token comes back: someone replayed it. The whole family is revoked.
+    resp = await client.post("/v1/auth/refresh", json={"refresh_token": first})
+    assert resp.status == 401
+    resp = await client.post("/v1/auth/refresh", json={"refresh_token": third})
+    assert resp.status == 401
+
+    # A separate sign-in (another family) is unaffected.
+    other = await sign_in(client, notifier, PHONE)
+    resp = await client.post("/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+    assert resp.status == 200
+
+
+async def test_refresh_token_expires(
+    client: Client, notifier: FakeUpstream, clock: ControllableClock
+) -> None:
+    tokens = await sign_in(client, notifier, PHONE)
+    clock.advance(timedelta(days=31))
+    resp = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert resp.status == 401
+
+
+async def test_logout_revokes_session(client: Client, notifier: FakeUpstream) -> None:
+    tokens = await sign_in(client, notifier, PHONE)
+    resp = await client.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    assert resp.status == 401  # needs the access token
+    resp = await client.post(
+        "/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=bearer(tokens)
+    )
+    assert resp.status == 204
+    resp = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert resp.status == 401
+
+    other = await sign_in(client, notifier, PHONE)
+    resp = await client.post("/v1/auth/logout", json={"all": True}, headers=bearer(other))
+    assert resp.status == 204
+    resp = await client.post("/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+    assert resp.status == 401
+
+
+async def test_operator_role_comes_from_configuration(
+    client: Client, notifier: FakeUpstream
+) -> None:
+    tokens = await sign_in(client, notifier, OPERATOR)
+    assert tokens["user"]["role"] == "operator"
+    resp = await client.patch("/v1/me", json={"role": "operator"}, headers=bearer(tokens))
+    assert resp.status == 422
+    plain = await sign_in(client, notifier, PHONE)
+    resp = await client.patch("/v1/me", json={"role": "operator"}, headers=bearer(plain))
+    assert resp.status == 422
+
+
+async def test_patch_me(client: Client, alice: dict[str, Any]) -> None:
+    resp = await client.patch(
+        "/v1/me", json={"name": "Alice Doe", "time_zone": "Europe/Paris"}, headers=bearer(alice)
+    )
+    assert resp.status == 200
+    me = await resp.json()
+    assert me["name"] == "Alice Doe"
+    assert me["time_zone"] == "Europe/Paris"
+    for bad in ({"time_zone": "Mars/Base"}, {"time_zone": None}, {"locale": "english"},
+                {"region": "XX"}, {"name": ""}):  # fmt: skip
+        resp = await client.patch("/v1/me", json=bad, headers=bearer(alice))
+        assert resp.status == 422, bad
+    resp = await client.get("/v1/me", headers=bearer(alice))
+    assert (await resp.json())["time_zone"] == "Europe/Paris"
+
+
+async def test_every_user_route_needs_a_token(client: Client) -> None:
+    for method, path in [("GET", "/v1/me"), ("GET", "/v1/contacts"), ("POST", "/v1/contacts"),
+                         ("GET", "/v1/stats"), ("GET", "/internal/v1/changes")]:  # fmt: skip
+        resp = await client.request(method, path)
+        assert resp.status == 401, path
+    resp = await client.get("/v1/me", headers={"Authorization": "Bearer nonsense"})
+    assert resp.status == 401
