@@ -216,8 +216,13 @@ async def test_patch_me(client: Client, alice: dict[str, Any]) -> None:
     me = await resp.json()
     assert me["name"] == "Alice Doe"
     assert me["time_zone"] == "Europe/Paris"
-    for bad in ({"time_zone": "Mars/Base"}, {"time_zone": None}, {"locale": "english"},
-                {"region": "XX"}, {"name": ""}):  # fmt: skip
+    for bad in (
+        {"time_zone": "Mars/Base"},
+        {"time_zone": None},
+        {"locale": "english"},
+        {"region": "XX"},
+        {"name": ""},
+    ):
         resp = await client.patch("/v1/me", json=bad, headers=bearer(alice))
         assert resp.status == 422, bad
     resp = await client.get("/v1/me", headers=bearer(alice))
@@ -225,8 +230,13 @@ async def test_patch_me(client: Client, alice: dict[str, Any]) -> None:
 
 
 async def test_every_user_route_needs_a_token(client: Client) -> None:
-    for method, path in [("GET", "/v1/me"), ("GET", "/v1/contacts"), ("POST", "/v1/contacts"),
-                         ("GET", "/v1/stats"), ("GET", "/internal/v1/changes")]:  # fmt: skip
+    for method, path in [
+        ("GET", "/v1/me"),
+        ("GET", "/v1/contacts"),
+        ("POST", "/v1/contacts"),
+        ("GET", "/v1/stats"),
+        ("GET", "/internal/v1/changes"),
+    ]:
         resp = await client.request(method, path)
         assert resp.status == 401, path
     resp = await client.get("/v1/me", headers={"Authorization": "Bearer nonsense"})

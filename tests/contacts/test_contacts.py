@@ -1,4 +1,4 @@
-"""Contacts CRUD: validation, normalisation, paging, filters, sorts, soft delete, ETags, idempotency."""
+"""Contacts CRUD: validation, paging, filters, sorts, soft delete, ETags, idempotency."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ async def test_create_read_and_normalise(client: Client, alice: dict[str, Any]) 
             "birthday": "02-29",
             "time_zone": "America/New_York",
             "notes": "met at chapter",
-        },  # fmt: skip
+        },
         headers=bearer(alice),
     )
     assert resp.status == 201
@@ -123,8 +123,14 @@ async def test_paging_filters_and_search(
 ) -> None:
     names = ["Zoë Adams", "Émile Brun", "dana lee", "Dana Leroy", "Carl Smith"]
     for i, name in enumerate(names):
-        await create(client, alice, name=name, tier="A" if i % 2 == 0 else "B",
-                     tags=["bni"] if i < 3 else [], company="Acme Corp" if i == 4 else None)  # fmt: skip
+        await create(
+            client,
+            alice,
+            name=name,
+            tier="A" if i % 2 == 0 else "B",
+            tags=["bni"] if i < 3 else [],
+            company="Acme Corp" if i == 4 else None,
+        )
         clock.advance(timedelta(minutes=1))
 
     seen: list[str] = []
@@ -153,11 +159,21 @@ async def test_paging_filters_and_search(
     assert await names_for(sort="-name", limit="1") == ["Zoë Adams"]
     # Tier A (14 days) is due before tier B (30 days); among equals the older one first.
     assert await names_for(sort="losing_touch") == [
-        "Zoë Adams", "dana lee", "Carl Smith", "Émile Brun", "Dana Leroy"
-    ]  # fmt: skip
+        "Zoë Adams",
+        "dana lee",
+        "Carl Smith",
+        "Émile Brun",
+        "Dana Leroy",
+    ]
 
-    for bad in ({"limit": "0"}, {"limit": "x"}, {"sort": "phone"}, {"cursor": "!!"},
-                {"tier": "Q"}, {"what": "1"}):  # fmt: skip
+    for bad in (
+        {"limit": "0"},
+        {"limit": "x"},
+        {"sort": "phone"},
+        {"cursor": "!!"},
+        {"tier": "Q"},
+        {"what": "1"},
+    ):
         resp = await client.get("/v1/contacts", params=bad, headers=bearer(alice))
         assert resp.status == 422, bad
     page = await (

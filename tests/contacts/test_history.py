@@ -21,8 +21,15 @@ async def test_interactions_update_counters_and_undo_restores_them(
 ) -> None:
     contact = await create(client, alice, name="Dana Lee", tier="A")
     cid = contact["id"]
-    resp = await log(client, alice, cid, kind="one_to_one", occurred_at="2026-03-01T10:00:00Z",
-                     notes="coffee at Blue Bottle", next_action="send intro")  # fmt: skip
+    resp = await log(
+        client,
+        alice,
+        cid,
+        kind="one_to_one",
+        occurred_at="2026-03-01T10:00:00Z",
+        notes="coffee at Blue Bottle",
+        next_action="send intro",
+    )
     assert resp.status == 201
     first = await resp.json()
     assert first["source"] == "app"
@@ -38,7 +45,7 @@ async def test_interactions_update_counters_and_undo_restores_them(
     page = await (
         await client.get(
             f"/v1/contacts/{cid}/interactions", params={"limit": "1"}, headers=bearer(alice)
-        )  # fmt: skip
+        )
     ).json()
     assert [i["id"] for i in page["items"]] == [second["id"]]
     page2 = await (
@@ -46,7 +53,7 @@ async def test_interactions_update_counters_and_undo_restores_them(
             f"/v1/contacts/{cid}/interactions",
             params={"cursor": page["next"]},
             headers=bearer(alice),
-        )  # fmt: skip
+        )
     ).json()
     assert [i["id"] for i in page2["items"]] == [first["id"]]
     assert page2["next"] is None
@@ -66,9 +73,13 @@ async def test_interaction_validation(
 ) -> None:
     contact = await create(client, alice, name="Dana Lee")
     cid = contact["id"]
-    for bad in ({"kind": "lunch"}, {"kind": "call", "occurred_at": "2026-03-01T10:00:00"},
-                {"kind": "call", "occurred_at": "2026-04-01T10:00:00Z"},
-                {"kind": "call", "extra": True}, {}):  # fmt: skip
+    for bad in (
+        {"kind": "lunch"},
+        {"kind": "call", "occurred_at": "2026-03-01T10:00:00"},
+        {"kind": "call", "occurred_at": "2026-04-01T10:00:00Z"},
+        {"kind": "call", "extra": True},
+        {},
+    ):
         resp = await log(client, alice, cid, **bad)
         assert resp.status == 422, bad
     got = await (await client.get(f"/v1/contacts/{cid}", headers=bearer(alice))).json()
@@ -104,7 +115,7 @@ async def test_referral_pipeline(
             "for_name": "Sam Park",
             "description": "needs home insurance",
             "temperature": "hot",
-        },  # fmt: skip
+        },
         headers=bearer(alice),
     )
     assert resp.status == 201
@@ -156,12 +167,14 @@ async def test_referral_needs_own_live_contact(
 ) -> None:
     dana = await create(client, alice, name="Dana Lee")
     resp = await client.post(
-        "/v1/referrals", json={"direction": "received", "contact_id": dana["id"]},
+        "/v1/referrals",
+        json={"direction": "received", "contact_id": dana["id"]},
         headers=bearer(bob),
-    )  # fmt: skip
+    )
     assert resp.status == 422
     resp = await client.post(
-        "/v1/referrals", json={"direction": "sideways", "contact_id": dana["id"]},
+        "/v1/referrals",
+        json={"direction": "sideways", "contact_id": dana["id"]},
         headers=bearer(alice),
-    )  # fmt: skip
+    )
     assert resp.status == 422
