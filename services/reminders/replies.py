@@ -131,8 +131,32 @@ def _keyword(word: str) -> CommandKind | None:
         return KEYWORDS[lowered]
     if len(lowered) < 3 or lowered.isdigit():
         return None
-    close = difflib.get_close_matches(lowered, [k for k in KEYWORDS if len(k) >= 3], 1, 0.75)
+    limit = 2 if len(lowered) >= 6 else 1
+    best = min(
+        (k for k in KEYWORDS if len(k) >= 3 and not k.isdigit()),
+        # Ties go to a keyword the word begins (a truncated "paus" is "pause", not "pass").
+        key=lambda k: (_distance(lowered, k), not k.startswith(lowered)),
+    )
+    if _distance(lowered, best) <= limit:
+        return KEYWORDS[best]
+    close = difflib.get_close_matches(lowered, [k for k in KEYWORDS if len(k) >= 3], 1, 0.8)
     return KEYWORDS[close[0]] if close else None
+
+
+def _distance(a: str, b: str) -> int:
+    """Edit distance counting an adjacent swap as one edit (the commonest thumb typo)."""
+    rows = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        rows[i][0] = i
+    for j in range(len(b) + 1):
+        rows[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            rows[i][j] = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                rows[i][j] = min(rows[i][j], rows[i - 2][j - 2] + 1)
+    return rows[len(a)][len(b)]
 
 
 def _numbers(text: str) -> tuple[list[int], str]:
@@ -184,7 +208,8 @@ def _trailing_duration(text: str) -> tuple[str, timedelta | None]:
         if len(words) >= take:
             tail = " ".join(words[-take:])
             tail = re.sub(r"^(?:for|till|until|in)\s+", "", tail, flags=re.I)
-            duration = parse_duration(tail)
+            # A bare number at the end is an item number, not a duration.
+            duration = None if tail.isdigit() else parse_duration(tail)
             if duration is not None:
                 return " ".join(words[:-take]).strip(), duration
     if len(words) >= 3 and words[-3].lower() in ("for", "in"):
@@ -235,8 +260,8 @@ def parse(text: str) -> Command:
             return Command("unknown", raw=raw)
         return Command("skipped", (Ref(name=_split_name(rest)[0]),), raw=raw)
     if kind == "snoozed":
-        refs, rest = _refs(_strip_filler(tail))
-        rest, duration = _trailing_duration(rest)
+        rest, duration = _trailing_duration(_strip_filler(tail))
+        refs, rest = _refs(rest)
         duration = duration or DEFAULT_SNOOZE
         if refs:
             return Command("snoozed", refs, duration=duration, raw=raw)

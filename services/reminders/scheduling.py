@@ -7,6 +7,7 @@ fold) resolves to its first occurrence, so a window fires exactly once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -143,24 +144,19 @@ def next_birthday(birthday: str, after: datetime, tz_name: str) -> date | None:
 
 def parse_duration(text: str) -> timedelta | None:
     """Parse ``2w``, ``3d``, ``1m``, ``12h``, ``2 weeks``, ``tomorrow`` into a duration."""
-    cleaned = text.strip().lower().replace(" ", "")
+    cleaned = text.strip().lower()
     if not cleaned:
         return None
-    if cleaned in ("tomorrow", "tmrw", "tmr"):
+    if cleaned.replace(" ", "") in ("tomorrow", "tmrw", "tmr"):
         return timedelta(days=1)
-    if cleaned in ("nextweek", "week", "aweek"):
+    if cleaned.replace(" ", "") in ("nextweek", "week", "aweek"):
         return timedelta(weeks=1)
-    if cleaned in ("nextmonth", "month", "amonth"):
+    if cleaned.replace(" ", "") in ("nextmonth", "month", "amonth"):
         return timedelta(days=30)
-    number = ""
-    index = 0
-    while index < len(cleaned) and cleaned[index].isdigit():
-        number += cleaned[index]
-        index += 1
-    unit = cleaned[index:]
-    if not number:
+    match = re.fullmatch(r"(\d{1,3})\s*([a-z]*)", cleaned)
+    if match is None:
         return None
-    count = int(number)
+    count, unit = int(match.group(1)), match.group(2)
     if count <= 0 or count > 365:
         return None
     units = {

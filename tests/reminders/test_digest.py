@@ -1,0 +1,99 @@
+"""Digest composition within the SMS segment budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.reminders.digest import (
+    DigestItem,
+    _fallback_count_segments,
+    compose,
+    gsm_friendly,
+    segment_counter,
+)
+
+
+def item(n: int, name: str = "Dana Lee", priority: float | None = None, line: str | None = None) -> DigestItem:
+    return DigestItem(
+        touchpoint_id=f"tp{n}",
+        contact_id=f"c{n}",
+        contact_name=name,
+        line=line or f"{name} (Lee Insurance): reconnect, last touch {30 + n}d ago",
+        priority=priority if priority is not None else float(n),
+    )
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3])
+def test_fits_the_budget_highest_priority_first(budget: int) -> None:
+    items = [item(n) for n in range(1, 15)]
+    digest = compose(items, max_segments=budget, max_items=20)
+    assert digest is not None
+    encoding, segments = segment_counter()(digest.body)
+    assert segments <= budget
+    assert encoding == "GSM-7"
+    priorities = [i.priority for i in digest.items]
+    assert priorities == sorted(priorities, reverse=True)
+    assert priorities[0] == 14
+    # What did not fit waits, highest first.
+    assert {i.touchpoint_id for i in digest.left_out} | {i.touchpoint_id for i in digest.items} == {
+        f"tp{n}" for n in range(1, 15)
+    }
+    assert f"of {len(items)} due" in digest.body
+
+
+def test_numbered_lines_and_footer() -> None:
+    digest = compose([item(1, priority=5), item(2, "Sam Park", priority=9)], max_segments=2, max_items=5)
+    assert digest is not None
+    lines = digest.body.split("\n")
+    assert lines[0] == "touchbase: 2 due"
+    assert lines[1].startswith("1) Sam Park")
+    assert lines[2].startswith("2) Dana Lee")
+    assert "Reply 1 when done" in lines[-1]
+
+
+def test_daily_budget_caps_items() -> None:
+    digest = compose([item(n) for n in range(1, 10)], max_segments=10, max_items=3)
+    assert digest is not None
+    assert len(digest.items) == 3
+    assert len(digest.left_out) == 6
+
+
+def test_smart_punctuation_stays_gsm7() -> None:
+    line = "Dana O\u2019Neil \u2013 \u201cbig\u201d client\u2026"
+    assert gsm_friendly(line) == "Dana O'Neil - \"big\" client..."
+    digest = compose([item(1, line=line)], max_segments=1, max_items=5)
+    assert digest is not None
+    assert digest.encoding == "GSM-7"
+
+
+def test_names_that_need_unicode_switch_encoding_and_still_fit() -> None:
+    items = [item(n, name="Zo\u00eb \u674e\u534e") for n in range(1, 8)]
+    digest = compose(items, max_segments=2, max_items=10)
+    assert digest is not None
+    assert digest.encoding == "UCS-2"
+    assert digest.segments <= 2
+    assert len(digest.items) < 7
+
+
+def test_nothing_fits_returns_none() -> None:
+    huge = item(1, line="x" * 2000)
+    assert compose([huge], max_segments=1, max_items=5) is None
+    assert compose([], max_segments=1, max_items=5) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a" * 160, ("GSM-7", 1)),
+        ("a" * 161, ("GSM-7", 2)),
+        ("a" * 306, ("GSM-7", 2)),
+        ("a" * 307, ("GSM-7", 3)),
+        ("[" * 80, ("GSM-7", 1)),
+        ("[" * 81, ("GSM-7", 2)),
+        ("\u00e9" * 10, ("GSM-7", 1)),
+        ("\u4e00" * 70, ("UCS-2", 1)),
+        ("\u4e00" * 71, ("UCS-2", 2)),
+    ],
+)
+def test_fallback_segment_counter(text: str, expected: tuple[str, int]) -> None:
+    assert _fallback_count_segments(text) == expected
