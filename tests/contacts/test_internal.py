@@ -1,0 +1,219 @@
+"""The internal API of contacts as reminders uses it, and the change feed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from shared.auth import issue_service_token
+from tests.contacts.conftest import Client, bearer
+from tests.contacts.test_contacts import create
+from tests.support.settings import INTERNAL_SECRET
+
+
+def service(caller: str = "reminders") -> dict[str, str]:
+    """A service token for calling contacts."""
+    return {"Authorization": f"Bearer {issue_service_token(INTERNAL_SECRET, caller, 'contacts')}"}
+
+
+async def get(client: Client, path: str, **params: str) -> Any:
+    resp = await client.get(path, params=params, headers=service())
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def read_feed(client: Client, after: str | None = None) -> dict[str, Any]:
+    params = {"limit": "500", **({"after": after} if after else {})}
+    result: dict[str, Any] = await get(client, "/internal/v1/changes", **params)
+    return result
+
+
+async def test_internal_needs_a_service_token(client: Client, alice: dict[str, Any]) -> None:
+    uid = alice["user"]["id"]
+    assert (await client.get(f"/internal/v1/users/{uid}")).status == 401
+    resp = await client.get(f"/internal/v1/users/{uid}", headers=bearer(alice))
+    assert resp.status == 401
+    wrong = {
+        "Authorization": "Bearer " + issue_service_token(INTERNAL_SECRET, "reminders", "notifier")
+    }
+    assert (await client.get(f"/internal/v1/users/{uid}", headers=wrong)).status == 401
+    # And a service token is no user token.
+    assert (await client.get("/v1/me", headers=service())).status == 401
+
+
+async def test_users(client: Client, alice: dict[str, Any], bob: dict[str, Any]) -> None:
+    uid = alice["user"]["id"]
+    user = await get(client, "/internal/v1/users/by-phone", phone="+14155550123")
+    assert user["id"] == uid
+    assert set(user) == {"id", "phone", "name", "time_zone", "region", "locale", "role",
+                         "created_at"}  # fmt: skip
+    resp = await client.get(
+        "/internal/v1/users/by-phone", params={"phone": "+14155559999"}, headers=service()
+    )
+    assert resp.status == 404
+    resp = await client.get(
+        "/internal/v1/users/by-phone", params={"phone": "4155550123"}, headers=service()
+    )
+    assert resp.status == 422
+    assert (await get(client, f"/internal/v1/users/{uid}"))["phone"] == "+14155550123"
+    resp = await client.get(f"/internal/v1/users/{'0' * 32}", headers=service())
+    assert resp.status == 404
+
+    page = await get(client, "/internal/v1/users", limit="1")
+    assert len(page["items"]) == 1
+    rest = await get(client, "/internal/v1/users", limit="1", after=page["next"])
+    ids = {page["items"][0]["id"], rest["items"][0]["id"]}
+    assert ids == {uid, bob["user"]["id"]}
+
+
+async def test_contacts_match_and_reconciliation(
+    client: Client, alice: dict[str, Any], bob: dict[str, Any]
+) -> None:
+    uid = alice["user"]["id"]
+    dana = await create(client, alice, name="Dana Lee", company="Lee Insurance", notes="private")
+    await create(client, alice, name="Danièle Ørsted")
+    gone = await create(client, alice, name="Dan Gone")
+    await client.delete(f"/v1/contacts/{gone['id']}", headers=bearer(alice))
+    await create(client, bob, name="Dana Other")
+
+    async def match(name: str) -> list[str]:
+        body = await get(client, f"/internal/v1/users/{uid}/contacts/match", name=name)
+        return sorted(c["name"] for c in body["candidates"])
+
+    assert await match("dana") == ["Dana Lee"]
+    assert await match("DANIELE") == ["Danièle Ørsted"]
+    assert await match("dan") == ["Dana Lee", "Danièle Ørsted"]
+    assert await match("lee") == ["Dana Lee"]
+    assert await match("d l") == ["Dana Lee"]
+    assert await match("ana") == []
+    assert await match("zed") == []
+    resp = await client.get(
+        f"/internal/v1/users/{uid}/contacts/match", params={"name": "!!"}, headers=service()
+    )
+    assert resp.status == 422
+
+    one = await get(client, f"/internal/v1/users/{uid}/contacts/{dana['id']}")
+    assert "notes" not in one
+    assert one["user_id"] == uid
+    assert one["deleted"] is False
+    deleted = await get(client, f"/internal/v1/users/{uid}/contacts/{gone['id']}")
+    assert deleted["deleted"] is True
+    resp = await client.get(
+        f"/internal/v1/users/{bob['user']['id']}/contacts/{dana['id']}", headers=service()
+    )
+    assert resp.status == 404
+
+    page = await get(client, f"/internal/v1/users/{uid}/contacts", limit="1")
+    page2 = await get(client, f"/internal/v1/users/{uid}/contacts", limit="1", after=page["next"])
+    names = {page["items"][0]["name"], page2["items"][0]["name"]}
+    assert names == {"Dana Lee", "Danièle Ørsted"}
+    last = await get(client, f"/internal/v1/users/{uid}/contacts", limit="1", after=page2["next"])
+    assert last == {"items": [], "next": None}
+
+
+async def test_interactions_and_referrals_on_behalf_and_undo(
+    client: Client, alice: dict[str, Any]
+) -> None:
+    uid = alice["user"]["id"]
+    dana = await create(client, alice, name="Dana Lee")
+    path = f"/internal/v1/users/{uid}/contacts/{dana['id']}/interactions"
+    headers = {**service(), "Idempotency-Key": "sms:SM123:0"}
+    resp = await client.post(
+        path, json={"kind": "coffee", "notes": "MET 1 coffee"}, headers=headers
+    )
+    assert resp.status == 201
+    item = await resp.json()
+    assert item["source"] == "sms"
+    again = await client.post(
+        path, json={"kind": "coffee", "notes": "MET 1 coffee"}, headers=headers
+    )
+    assert await again.json() == item
+    contact = await get(client, f"/internal/v1/users/{uid}/contacts/{dana['id']}")
+    assert contact["last_interaction_at"] == item["occurred_at"]
+
+    resp = await client.delete(
+        f"/internal/v1/users/{uid}/interactions/{item['id']}", headers=service()
+    )
+    assert resp.status == 204
+    contact = await get(client, f"/internal/v1/users/{uid}/contacts/{dana['id']}")
+    assert contact["last_interaction_at"] is None
+
+    resp = await client.post(
+        f"/internal/v1/users/{uid}/referrals",
+        json={"direction": "received", "contact_id": dana["id"], "for_name": "Kim"},
+        headers={**service(), "Idempotency-Key": "sms:SM124:0"},
+    )
+    assert resp.status == 201
+    ref = await resp.json()
+    mine = await (await client.get(f"/v1/contacts/{dana['id']}", headers=bearer(alice))).json()
+    assert mine["referrals_received"] == 1
+    resp = await client.delete(f"/internal/v1/users/{uid}/referrals/{ref['id']}", headers=service())
+    assert resp.status == 204
+    mine = await (await client.get(f"/v1/contacts/{dana['id']}", headers=bearer(alice))).json()
+    assert mine["referrals_received"] == 0
+    resp = await client.delete(f"/internal/v1/users/{uid}/referrals/{ref['id']}", headers=service())
+    assert resp.status == 404
+
+
+async def test_change_feed_serves_every_write_with_current_state(
+    client: Client, alice: dict[str, Any]
+) -> None:
+    uid = alice["user"]["id"]
+    feed = await read_feed(client)
+    assert [c["kind"] for c in feed["changes"]] == ["user"]
+    assert feed["changes"][0]["entity"]["id"] == uid
+    cursor = feed["next"]
+
+    dana = await create(client, alice, name="Dana Lee")
+    await client.patch(f"/v1/contacts/{dana['id']}", json={"tier": "A"}, headers=bearer(alice))
+    item = await (
+        await client.post(
+            f"/v1/contacts/{dana['id']}/interactions", json={"kind": "call"}, headers=bearer(alice)
+        )
+    ).json()
+    await client.delete(f"/v1/interactions/{item['id']}", headers=bearer(alice))
+    await client.delete(f"/v1/contacts/{dana['id']}", headers=bearer(alice))
+
+    feed = await read_feed(client, cursor)
+    kinds = [(c["kind"], c["op"]) for c in feed["changes"]]
+    assert ("interaction", "delete") in kinds
+    contact_changes = [c for c in feed["changes"] if c["kind"] == "contact"]
+    assert len(contact_changes) >= 4
+    # Entities are read at serve time: every contact change shows the deleted contact now.
+    for change in contact_changes:
+        assert change["op"] == "delete"
+        assert change["entity"]["deleted"] is True
+        assert change["entity"]["tier"] == "A"
+        assert change["user_id"] == uid
+    interaction = [c for c in feed["changes"] if c["kind"] == "interaction"]
+    assert all(c["entity"] is None for c in interaction)
+    assert feed["has_more"] is False
+
+    # Paging with small limits visits the same records, in order, once.
+    seen: list[str] = []
+    position = cursor
+    while True:
+        page = await get(client, "/internal/v1/changes", limit="2", after=position)
+        seen += [c["cursor"] for c in page["changes"]]
+        position = page["next"]
+        if not page["has_more"]:
+            break
+    assert seen == [c["cursor"] for c in feed["changes"]]
+    empty = await read_feed(client, feed["next"])
+    assert empty["changes"] == []
+    assert empty["next"] == feed["next"]
+    resp = await client.get("/internal/v1/changes", params={"after": "garbage"}, headers=service())
+    assert resp.status == 422
+
+
+@pytest.mark.parametrize("settings_overrides", [{"change_feed_lag_s": 1.0}])
+async def test_change_feed_waits_for_the_safety_lag(client: Client, alice: dict[str, Any]) -> None:
+    # The user's sign-in just happened: it is inside the lag and not served yet.
+    feed = await read_feed(client)
+    assert feed["changes"] == []
+    assert feed["next"] is None
+    await asyncio.sleep(1.1)
+    feed = await read_feed(client)
+    assert [c["kind"] for c in feed["changes"]] == ["user"]
