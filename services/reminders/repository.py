@@ -52,7 +52,7 @@ class RemindersRepository:
 
     async def set_config(self, config_id: str, values: Document) -> None:
         """Overwrite fields of a configuration document."""
-        await self.db.config.update_one({"_id": config_id}, {"$set": values}, upsert=True)
+        await self._upsert(self.db.config, {"_id": config_id}, {"$set": values})
 
     async def add_audit(self, entry: Document) -> None:
         """Append to the audit log."""
@@ -70,8 +70,8 @@ class RemindersRepository:
 
     async def set_cursor(self, cursor: str, now: datetime) -> None:
         """Move the change feed cursor."""
-        await self.db.state.update_one(
-            {"_id": FEED_ID}, {"$set": {"cursor": cursor, "updated_at": now}}, upsert=True
+        await self._upsert(
+            self.db.state, {"_id": FEED_ID}, {"$set": {"cursor": cursor, "updated_at": now}}
         )
 
     async def take_lease(self, name: str, owner: str, now: datetime, until: datetime) -> bool:
@@ -92,14 +92,26 @@ class RemindersRepository:
 
     async def upsert_user(self, user_id: str, fields: Document, on_insert: Document) -> Document:
         """Create or update a user's profile fields; returns the stored document."""
-        doc = await self.db.users.find_one_and_update(
-            {"_id": user_id},
-            {"$set": fields, "$setOnInsert": on_insert},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
+        return await self._upsert(
+            self.db.users, {"_id": user_id}, {"$set": fields, "$setOnInsert": on_insert}
         )
-        assert doc is not None
-        return doc
+
+    @staticmethod
+    async def _upsert(collection: Any, query: Document, update: Document) -> Document:
+        # Two replicas upserting the same new _id: one insert wins, the other gets a duplicate
+        # key error and simply applies its change as an update.
+        for attempt in range(3):
+            try:
+                doc: Document | None = await collection.find_one_and_update(
+                    query, update, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                if attempt == 2:
+                    raise
+                continue
+            assert doc is not None
+            return doc
+        raise AssertionError("unreachable")
 
     async def update_user(self, user_id: str, fields: Document) -> None:
         """Set fields on a user."""
@@ -141,14 +153,11 @@ class RemindersRepository:
 
     async def put_contact(self, user_id: str, contact_id: str, fields: Document) -> Document:
         """Create or update our copy of a contact."""
-        doc = await self.db.contacts.find_one_and_update(
+        return await self._upsert(
+            self.db.contacts,
             {"_id": f"{user_id}:{contact_id}"},
             {"$set": {**fields, "user_id": user_id, "contact_id": contact_id}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
-        assert doc is not None
-        return doc
 
     async def user_contacts(self, user_id: str) -> list[Document]:
         """All mirrored contacts of a user."""

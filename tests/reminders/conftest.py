@@ -49,7 +49,9 @@ async def fakes(aiohttp_server: Any, clock: ControllableClock) -> Fakes:
     notifier = FakeNotifier(clock)
     cs = await aiohttp_server(contacts.app())
     ns = await aiohttp_server(notifier.app())
-    return Fakes(contacts, notifier, str(cs.make_url("")).rstrip("/"), str(ns.make_url("")).rstrip("/"))
+    return Fakes(
+        contacts, notifier, str(cs.make_url("")).rstrip("/"), str(ns.make_url("")).rstrip("/")
+    )
 
 
 MakeClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]

@@ -258,7 +258,14 @@ class FakeContacts:
             return repeat
         body = await request.json()
         if body.get("kind") not in {
-            "one_to_one", "coffee", "call", "meeting", "event", "message", "email", "note",
+            "one_to_one",
+            "coffee",
+            "call",
+            "meeting",
+            "event",
+            "message",
+            "email",
+            "note",
         }:
             return web.json_response({"status": 422}, status=422)
         interaction = self.log(contact["user_id"], contact["id"], body)

@@ -13,7 +13,9 @@ from services.reminders.digest import (
 )
 
 
-def item(n: int, name: str = "Dana Lee", priority: float | None = None, line: str | None = None) -> DigestItem:
+def item(
+    n: int, name: str = "Dana Lee", priority: float | None = None, line: str | None = None
+) -> DigestItem:
     return DigestItem(
         touchpoint_id=f"tp{n}",
         contact_id=f"c{n}",
@@ -42,7 +44,9 @@ def test_fits_the_budget_highest_priority_first(budget: int) -> None:
 
 
 def test_numbered_lines_and_footer() -> None:
-    digest = compose([item(1, priority=5), item(2, "Sam Park", priority=9)], max_segments=2, max_items=5)
+    digest = compose(
+        [item(1, priority=5), item(2, "Sam Park", priority=9)], max_segments=2, max_items=5
+    )
     assert digest is not None
     lines = digest.body.split("\n")
     assert lines[0] == "touchbase: 2 due"
@@ -60,7 +64,7 @@ def test_daily_budget_caps_items() -> None:
 
 def test_smart_punctuation_stays_gsm7() -> None:
     line = "Dana O\u2019Neil \u2013 \u201cbig\u201d client\u2026"
-    assert gsm_friendly(line) == "Dana O'Neil - \"big\" client..."
+    assert gsm_friendly(line) == 'Dana O\'Neil - "big" client...'
     digest = compose([item(1, line=line)], max_segments=1, max_items=5)
     assert digest is not None
     assert digest.encoding == "GSM-7"

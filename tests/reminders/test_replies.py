@@ -87,8 +87,13 @@ def test_snooze(text: str, refs: tuple[Ref, ...], duration: timedelta) -> None:
 
 @pytest.mark.parametrize(
     ("text", "duration"),
-    [("PAUSE 2w", timedelta(weeks=2)), ("pause for 10 days", timedelta(days=10)),
-     ("PAUSE", DEFAULT_PAUSE), ("vacation 1 month", timedelta(days=30)), ("paus 3d", timedelta(days=3))],
+    [
+        ("PAUSE 2w", timedelta(weeks=2)),
+        ("pause for 10 days", timedelta(days=10)),
+        ("PAUSE", DEFAULT_PAUSE),
+        ("vacation 1 month", timedelta(days=30)),
+        ("paus 3d", timedelta(days=3)),
+    ],
 )
 def test_pause(text: str, duration: timedelta) -> None:
     cmd = parse(text)

@@ -90,7 +90,9 @@ def test_ambiguous_digest_time_fires_once(tz: str, ambiguous_day: date) -> None:
 
 
 def test_nonexistent_digest_time_moves_forward() -> None:
-    window = Window(time_zone="America/New_York", digest_time="02:30", quiet_start="23:00", quiet_end="01:00")
+    window = Window(
+        time_zone="America/New_York", digest_time="02:30", quiet_start="23:00", quiet_end="01:00"
+    )
     at = next_window(utc(2026, 3, 7, 12), window)
     assert at == utc(2026, 3, 8, 7, 30)  # 03:30 EDT
     assert at.astimezone(NY).hour == 3
@@ -98,8 +100,15 @@ def test_nonexistent_digest_time_moves_forward() -> None:
 
 @pytest.mark.parametrize(
     ("local", "expected"),
-    [(time(20, 59), False), (time(21, 0), True), (time(23, 30), True), (time(3, 0), True),
-     (time(7, 59), True), (time(8, 0), False), (time(12, 0), False)],
+    [
+        (time(20, 59), False),
+        (time(21, 0), True),
+        (time(23, 30), True),
+        (time(3, 0), True),
+        (time(7, 59), True),
+        (time(8, 0), False),
+        (time(12, 0), False),
+    ],
 )
 def test_quiet_hours_wrap_midnight(local: time, expected: bool) -> None:
     assert in_quiet_hours(local, time(21), time(8)) is expected
@@ -147,8 +156,17 @@ def test_birthdays() -> None:
 
 @pytest.mark.parametrize(
     ("text", "days"),
-    [("2w", 14), ("3d", 3), ("1m", 30), ("2 weeks", 14), ("tomorrow", 1), ("10 days", 10),
-     ("5", 5), ("1 month", 30), ("12h", 0.5)],
+    [
+        ("2w", 14),
+        ("3d", 3),
+        ("1m", 30),
+        ("2 weeks", 14),
+        ("tomorrow", 1),
+        ("10 days", 10),
+        ("5", 5),
+        ("1 month", 30),
+        ("12h", 0.5),
+    ],
 )
 def test_durations(text: str, days: float) -> None:
     assert parse_duration(text) == timedelta(days=days)

@@ -14,7 +14,9 @@ async def test_cadence_by_tier_and_override(make_client: MakeClient, fakes: Fake
     last = START - timedelta(days=10)
     a = fakes.contacts.add_contact(uid, "Ann A", tier="A", last_interaction_at=last)
     c = fakes.contacts.add_contact(uid, "Cal C", tier="C", last_interaction_at=last)
-    own = fakes.contacts.add_contact(uid, "Own O", tier="A", cadence_days=7, last_interaction_at=last)
+    own = fakes.contacts.add_contact(
+        uid, "Own O", tier="A", cadence_days=7, last_interaction_at=last
+    )
     assert await sync(client) >= 4
     repo = svc(client).repo
     tp_a = await repo.get_touchpoint(f"cad:{uid}:{a}")
@@ -40,7 +42,9 @@ async def test_interaction_resets_cadence_and_starts_follow_ups(
 ) -> None:
     client = await make_client()
     uid = fakes.contacts.add_user()
-    cid = fakes.contacts.add_contact(uid, "Dana Lee", tier="B", last_interaction_at=START - timedelta(days=40))
+    cid = fakes.contacts.add_contact(
+        uid, "Dana Lee", tier="B", last_interaction_at=START - timedelta(days=40)
+    )
     await sync(client)
     repo = svc(client).repo
     tp = await repo.get_touchpoint(f"cad:{uid}:{cid}")
@@ -76,8 +80,12 @@ async def test_referrals_and_new_contacts(make_client: MakeClient, fakes: Fakes)
     assert first["due_at"] == START + timedelta(days=3)
     # Received referral: thank within a day. Given: check at 48 h and 14 d.
     got = fakes.contacts.referrals["r1"] = {
-        "id": "r1", "user_id": uid, "contact_id": cid, "direction": "received",
-        "status": "open", "created_at": START.isoformat(),
+        "id": "r1",
+        "user_id": uid,
+        "contact_id": cid,
+        "direction": "received",
+        "status": "open",
+        "created_at": START.isoformat(),
     }
     fakes.contacts._change("referral", "upsert", uid, "r1")
     fakes.contacts.referrals["r2"] = {**got, "id": "r2", "direction": "given"}
@@ -87,7 +95,9 @@ async def test_referrals_and_new_contacts(make_client: MakeClient, fakes: Fakes)
     assert thanks is not None
     assert thanks["due_at"] == START
     assert thanks["max_at"] == START + timedelta(days=1)
-    assert (await repo.get_touchpoint("fu:referral-48h:r2"))["due_at"] == START + timedelta(hours=48)  # type: ignore[index]
+    assert (await repo.get_touchpoint("fu:referral-48h:r2"))["due_at"] == START + timedelta(
+        hours=48
+    )  # type: ignore[index]
     assert (await repo.get_touchpoint("fu:referral-14d:r2"))["due_at"] == START + timedelta(days=14)  # type: ignore[index]
     assert await repo.get_touchpoint("fu:referral-48h:r1") is None
     # The first interaction satisfies the new-contact rule.

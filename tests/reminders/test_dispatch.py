@@ -1,0 +1,293 @@
+"""Digests: one per user per window, quiet hours, pauses, notifier outages, crash recovery,
+and several replicas sweeping the same database."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from services.reminders.service import RemindersService
+from shared.clock import ControllableClock
+from tests.reminders.conftest import START, Fakes, MakeClient, svc, sync
+
+
+class Crash(Exception):
+    """Stands for a replica dying at that point."""
+
+
+def _due_contacts(fakes: Fakes, uid: str, count: int) -> list[str]:
+    return [
+        fakes.contacts.add_contact(
+            uid,
+            f"Person{n} Test",
+            company="Acme",
+            tier="A",
+            last_interaction_at=START - timedelta(days=20 + n),
+        )
+        for n in range(count)
+    ]
+
+
+async def _to_digest_time(
+    service: RemindersService, clock: ControllableClock, uid: str
+) -> datetime:
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    clock.set(user["next_digest_at"], frozen=True)
+    return user["next_digest_at"]
+
+
+async def test_digest_goes_out_once_per_window(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user(tz="America/New_York", phone="+15551230000")
+    _due_contacts(fakes, uid, 3)
+    await sync(client)
+    at = await _to_digest_time(service, clock, uid)
+    assert at.isoformat() == "2026-03-02T14:00:00+00:00"  # 09:00 EST
+    stats = await service.sweep()
+    assert stats == {"sent": 1}
+    sent = fakes.notifier.sent(uid)
+    assert len(sent) == 1
+    message = sent[0]
+    assert message["to"] == "+15551230000"
+    assert message["purpose"] == "nudge"
+    assert message["idempotency_key"] == f"digest:{uid}:2026-03-02T0900"
+    assert message["body"].startswith("touchbase: 3 due\n1) Person2 Test (Acme): reconnect")
+    # The same window again: nothing (the next one is tomorrow, 09:00 local).
+    assert await service.sweep() == {}
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    assert user["next_digest_at"].isoformat() == "2026-03-03T14:00:00+00:00"
+    assert [i["n"] for i in user["last_digest"]["items"]] == [1, 2, 3]
+    tps = await service.repo.open_touchpoints(uid)
+    assert {tp["state"] for tp in tps if tp["source"] == "cadence"} == {"nudged"}
+    # Still due tomorrow: one more digest, in the next window.
+    clock.set(user["next_digest_at"], frozen=True)
+    assert await service.sweep() == {"sent": 1}
+    assert len(fakes.notifier.sent(uid)) == 2
+
+
+async def test_nothing_due_and_never_in_quiet_hours(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    idle = fakes.contacts.add_user(tz="Europe/London")
+    fakes.contacts.add_contact(idle, "Fresh F", last_interaction_at=START)
+    late = fakes.contacts.add_user(tz="Australia/Sydney")
+    _due_contacts(fakes, late, 1)
+    await sync(client)
+    await _to_digest_time(service, clock, idle)
+    assert (await service.sweep()).get("nothing_due") == 1
+    # The Sydney user's window was missed entirely (replicas down all day): it is 22:00 there.
+    late_user = await service.repo.get_user(late)
+    assert late_user is not None
+    clock.set(late_user["next_digest_at"] + timedelta(hours=13), frozen=True)
+    stats = await service.sweep()
+    assert stats.get("window_missed") == 1
+    assert fakes.notifier.sent(late) == []
+    user = await service.repo.get_user(late)
+    assert user is not None
+    assert user["next_digest_at"] > clock.now()
+
+
+async def test_pauses(make_client: MakeClient, fakes: Fakes, clock: ControllableClock) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    _due_contacts(fakes, uid, 1)
+    await sync(client)
+    at = await _to_digest_time(service, clock, uid)
+    await service.set_global_pause("op", True, "carrier issue")
+    assert await service.sweep() == {"paused_all": 1}
+    await service.set_global_pause("op", False, None)
+    await service.set_user_pause("op", uid, at + timedelta(days=2))
+    await service.reschedule_all()
+    await _to_digest_time(service, clock, uid)
+    assert await service.sweep() == {"paused": 1}
+    assert fakes.notifier.sent() == []
+
+
+async def test_notifier_outage_delays_never_loses_never_duplicates(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    _due_contacts(fakes, uid, 2)
+    await sync(client)
+    await _to_digest_time(service, clock, uid)
+    fakes.notifier.down = True
+    assert await service.sweep() == {"deferred": 1}
+    assert fakes.notifier.sent() == []
+    clock.advance(timedelta(seconds=10))
+    assert await service.recover() == {}  # not yet time to retry
+    fakes.notifier.down = False
+    clock.advance(timedelta(minutes=5))
+    assert await service.recover() == {"sent": 1}
+    assert await service.recover() == {}
+    assert len(fakes.notifier.sent(uid)) == 1
+    claims = await service.repo.list_claims(uid, None, 10)
+    assert claims[0]["state"] == "recorded"
+    assert claims[0]["attempts"] == 2
+
+
+async def test_permanent_refusal_is_recorded_as_failure(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    _due_contacts(fakes, uid, 1)
+    await sync(client)
+    await _to_digest_time(service, clock, uid)
+    fakes.notifier.refuse = True
+    assert await service.sweep() == {"failed": 1}
+    failed = await service.repo.list_claims(None, "failed", 10)
+    assert len(failed) == 1
+    assert "refused" in failed[0]["error"]
+
+
+async def test_crash_after_claim_before_dispatch(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    _due_contacts(fakes, uid, 2)
+    await sync(client)
+    await _to_digest_time(service, clock, uid)
+
+    async def crash(claim: dict[str, object]) -> str:
+        raise Crash("replica died")  # the process dies right after claiming
+
+    original = service.dispatch
+    service.dispatch = crash  # type: ignore[method-assign]
+    try:
+        await service.sweep()
+    except Crash:
+        pass
+    service.dispatch = original  # type: ignore[method-assign]
+    assert fakes.notifier.sent() == []
+    # Another sweep does not send twice: the claim is owned.
+    assert await service.sweep() == {}
+    # The reaper finishes it once the claim is stale.
+    clock.advance(timedelta(minutes=3))
+    assert await service.recover() == {"sent": 1}
+    assert len(fakes.notifier.sent(uid)) == 1
+    assert (await service.repo.list_claims(uid, None, 5))[0]["state"] == "recorded"
+
+
+async def test_crash_after_dispatch_before_record(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    _due_contacts(fakes, uid, 2)
+    await sync(client)
+    await _to_digest_time(service, clock, uid)
+
+    async def crash(claim: dict[str, object]) -> None:
+        raise Crash("replica died")  # sent, but the dispatch was never recorded
+
+    original = service.record
+    service.record = crash  # type: ignore[method-assign]
+    try:
+        await service.sweep()
+    except Crash:
+        pass
+    service.record = original  # type: ignore[method-assign]
+    assert len(fakes.notifier.sent(uid)) == 1
+    clock.advance(timedelta(minutes=3))
+    assert await service.recover() == {"recorded": 1}
+    assert len(fakes.notifier.sent(uid)) == 1
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    assert len(user["last_digest"]["items"]) == 2
+
+
+async def test_crash_before_dispatch_state_saved_resends_with_same_key(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """The notifier accepted the message but the replica died before noting it: the retry
+    carries the same idempotency key, so the notifier answers with the stored message."""
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    _due_contacts(fakes, uid, 1)
+    await sync(client)
+    await _to_digest_time(service, clock, uid)
+    original = service.repo.update_claim
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise Crash("replica died")
+
+    service.repo.update_claim = crash  # type: ignore[method-assign]
+    try:
+        await service.sweep()
+    except Crash:
+        pass
+    service.repo.update_claim = original  # type: ignore[method-assign]
+    assert fakes.notifier.posts == 1
+    clock.advance(timedelta(minutes=3))
+    assert await service.recover() == {"sent": 1}
+    assert fakes.notifier.posts == 2
+    assert len(fakes.notifier.sent(uid)) == 1
+
+
+async def test_replicas_send_exactly_one_digest_per_user_per_window(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    replicas = [await make_client() for _ in range(3)]
+    zones = ["America/New_York", "Europe/London", "Australia/Sydney", "UTC"]
+    users = [fakes.contacts.add_user(tz=zones[n % 4]) for n in range(12)]
+    for uid in users:
+        _due_contacts(fakes, uid, 2)
+    # Every replica consumes the feed (replays are harmless).
+    await asyncio.gather(*(sync(r) for r in replicas))
+    services = [svc(r) for r in replicas]
+    # Walk two days in 30-minute steps; all replicas sweep concurrently at each step.
+    clock.set(datetime(2026, 3, 2, 0, 0, tzinfo=UTC), frozen=True)
+    for _ in range(96):
+        await asyncio.gather(*(s.sweep() for s in services))
+        clock.advance(timedelta(minutes=30))
+    per_user = {uid: fakes.notifier.sent(uid) for uid in users}
+    for uid, messages in per_user.items():
+        keys = [m["idempotency_key"] for m in messages]
+        assert len(keys) == len(set(keys)), uid
+        assert len(messages) == 2, (uid, keys)  # one per local day in the two days walked
+    assert fakes.notifier.posts == 24
+
+
+async def test_replicas_with_running_schedulers(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """Two full app instances with their APScheduler jobs running against one database."""
+    users = [fakes.contacts.add_user() for _ in range(5)]
+    for uid in users:
+        _due_contacts(fakes, uid, 1)
+    clock.set(datetime(2026, 3, 2, 8, 59, 59, tzinfo=UTC), frozen=True)
+    fast = {
+        "sync_interval_s": 0.2,
+        "sweep_interval_s": 0.2,
+        "retry_interval_s": 0.3,
+        "reap_interval_s": 0.3,
+        "timings_refresh_s": 0.5,
+    }
+    replicas = [await make_client(scheduler_enabled=True, **fast) for _ in range(2)]
+    for _ in range(100):
+        if all([await svc(replicas[0]).repo.get_user(u) for u in users]):
+            break
+        await asyncio.sleep(0.1)
+    clock.set(datetime(2026, 3, 2, 9, 0, 1, tzinfo=UTC), frozen=True)
+    for _ in range(100):
+        if len(fakes.notifier.sent()) >= 5:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # give any duplicate a chance to appear
+    assert sorted(m["user_id"] for m in fakes.notifier.sent()) == sorted(users)
+    assert fakes.notifier.posts == 5
