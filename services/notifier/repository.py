@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 
 from services.notifier.models import STATUS_RANK
 from shared.mongo import Database, Document, is_duplicate_key
@@ -81,27 +81,10 @@ class MessageRepository:
         return await cursor.limit(limit).to_list()
 
     async def due(self, now: datetime, limit: int) -> list[Document]:
-        """Queued messages whose time has come and whose lease (if any) has run out."""
-        query = {
-            "status": "queued",
-            "next_attempt_at": {"$lte": now},
-            "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
-        }
+        """Queued messages whose time has come."""
+        query = {"status": "queued", "next_attempt_at": {"$lte": now}}
         cursor = self._col.find(query).sort([("next_attempt_at", ASCENDING)])
         return await cursor.limit(limit).to_list()
-
-    async def lease(self, message_id: str, owner: str, now: datetime, until: datetime) -> bool:
-        """Mark a message as taken by ``owner`` to spread work; NOT a guard on FerretDB."""
-        doc = await self._col.find_one_and_update(
-            {
-                "_id": message_id,
-                "status": "queued",
-                "$or": [{"lease_until": None}, {"lease_until": {"$lte": now}}],
-            },
-            {"$set": {"lease_until": until, "lease_owner": owner}},
-            return_document=ReturnDocument.AFTER,
-        )
-        return doc is not None
 
     async def update(self, message_id: str, fields: Document) -> None:
         """Set fields unconditionally (the caller holds the claim for this attempt)."""

@@ -48,11 +48,34 @@ class BaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         super().__init__(timeout=timeout, max_retries=None)
         self._base_url = base_url.rstrip("/") if base_url else None
 
-    async def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
         """Send the SDK's request, to the configured base URL when one is set."""
         if self._base_url and url.startswith(TWILIO_API):
             url = self._base_url + url[len(TWILIO_API) :]
-        return await super().request(method, url, *args, **kwargs)
+        headers = dict(headers or {})
+        if auth is not None:
+            # Same Basic credentials, sent as a header: aiohttp deprecates its BasicAuth helper.
+            headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
+        return await super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=None,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
 
 
 class TwilioTransport:

@@ -2,8 +2,10 @@
 
 Per attempt ``n`` of message ``m`` the worker inserts the claim ``send:m:n``. The insert on a
 unique ``_id`` is atomic on MongoDB and FerretDB, so exactly one worker in the fleet makes
-attempt ``n``. A lease set with ``find_one_and_update`` only spreads work between replicas (it is
-read-then-write on FerretDB). A claim whose owner died is reaped after its lease: the attempt is
+attempt ``n``. No lease is written on the message with ``find_one_and_update``: on FerretDB v1
+that is read-then-write of the whole document, and a lease written from a stale read was seen to
+undo another worker's status update. Replicas spread work by shuffling the due list; the claim
+carries its own lease for the reaper. A claim whose owner died is reaped after its lease: the attempt is
 counted as used, and if the owner had already called the provider the message is marked
 ``possibly_sent`` before it is retried.
 """
@@ -132,13 +134,14 @@ class SendWorker:
             return 1
         now = self._clock.now()
         started = 0
-        for doc in await self._repo.due(now, room):
+        due = await self._repo.due(now, room)
+        # Replicas see the same due list; shuffling spreads them over it, and the claim decides.
+        random.shuffle(due)
+        for doc in due:
             if doc["_id"] in self._inflight:
                 continue
             attempt = int(doc.get("attempts", 0)) + 1
             lease_until = now + timedelta(seconds=self._settings.lease_s)
-            if not await self._repo.lease(doc["_id"], self.owner, now, lease_until):
-                continue
             claim_id = f"send:{doc['_id']}:{attempt}"
             claimed = await self._claims.claim(
                 claim_id,
@@ -200,17 +203,20 @@ class SendWorker:
                 error_message="the recipient has opted out",
             )
             return
-        await self._limits.take(self._settings.sender)
         now = self._clock.now()
-        if now + timedelta(seconds=self._settings.send_timeout_s + 1) >= lease_until:
-            # Too late to finish inside the lease: a reaper may already have handed the message
-            # on. Leave the claim to be reaped (it never called the provider).
-            log.warning("send attempt abandoned: its lease ran out while waiting")
-            return
         await self._claims.set_state(claim_id, "calling", now)
         await self._repo.update(
             message_id, {**status_fields("sending"), "attempts": attempt, "updated_at": now}
         )
+        # The token is taken last, right before the call, so the spacing the limiter enforces
+        # is the spacing Twilio sees.
+        await self._limits.take(self._settings.sender)
+        if self._clock.now() + timedelta(seconds=self._settings.send_timeout_s + 1) >= lease_until:
+            # Too late to finish inside the lease: a reaper may already be handing the message
+            # on. The claim goes back to "claimed" (the provider was not called) for the reaper.
+            log.warning("send attempt abandoned: its lease ran out while waiting")
+            await self._claims.set_state(claim_id, "claimed", self._clock.now())
+            return
         outcome = await self._transport.send(
             to=doc["to"],
             body=doc["body"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from services.notifier.main import create_app
+from services.notifier.models import SendOutcome
 from services.notifier.settings import NotifierSettings
 from services.notifier.transport import SmsTransport
 from shared.auth import issue_service_token, verify_service_token
@@ -159,3 +161,24 @@ async def wait_for(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval_s)
+
+
+@dataclass
+class RecordingTransport:
+    """A transport that records each send (for counting sends across workers) and accepts it."""
+
+    delay_s: float = 0.0
+    sends: list[tuple[float, str, str]] = field(default_factory=list)
+    name: str = "sandbox"
+
+    async def send(
+        self, *, to: str, body: str, status_callback: str | None, purpose: str
+    ) -> SendOutcome:
+        """Record the send, wait ``delay_s``, accept."""
+        self.sends.append((asyncio.get_running_loop().time(), to, body))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        return SendOutcome(provider_sid="SM" + uuid.uuid4().hex, provider_status="queued")
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -84,7 +84,7 @@ async def test_get_and_list(notifier_app: AppFactory) -> None:
     for i in range(3):
         await client.post(
             "/internal/v1/messages",
-            json=body(user_id=f"u{i % 2}", body="Café ’", purpose="system"),
+            json=body(user_id=f"u{i % 2}", body="Caf\u00e9 \u2019", purpose="system"),
             headers=service_headers(**{"Idempotency-Key": f"k{i}"}),
         )
     resp = await client.get(

@@ -1,4 +1,5 @@
 """Segment counting as Twilio bills it, and the GSM-7 helpers reminders use to compose digests."""
+# ruff: noqa: RUF001  (smart quotes and dashes are the point of these tests)
 
 from __future__ import annotations
 
