@@ -56,7 +56,7 @@ class BaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         data: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the SDK's own signature)
         allow_redirects: bool = False,
     ) -> Response:
         """Send the SDK's request, to the configured base URL when one is set."""

@@ -5,9 +5,9 @@ unique ``_id`` is atomic on MongoDB and FerretDB, so exactly one worker in the f
 attempt ``n``. No lease is written on the message with ``find_one_and_update``: on FerretDB v1
 that is read-then-write of the whole document, and a lease written from a stale read was seen to
 undo another worker's status update. Replicas spread work by shuffling the due list; the claim
-carries its own lease for the reaper. A claim whose owner died is reaped after its lease: the attempt is
-counted as used, and if the owner had already called the provider the message is marked
-``possibly_sent`` before it is retried.
+carries its own lease for the reaper. A claim whose owner died is reaped after its lease: the
+attempt is counted as used, and if the owner had already called the provider the message is
+marked ``possibly_sent`` before it is retried.
 """
 
 from __future__ import annotations
