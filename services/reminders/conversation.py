@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson import ObjectId
+
 from services.reminders.models import OPEN_STATES
 from services.reminders.replies import HELP_TEXT, Command, Ref, parse
 from services.reminders.scheduling import zone
@@ -76,7 +78,7 @@ class Conversation:
             answer = await self._execute(user, parse(text), sid, now)
         except BaseException:
             # Let a retry by the notifier run again; calls to contacts carry idempotency keys.
-            await self.repo.db.replies.delete_one({"_id": sid, "state": "processing"})
+            await self.repo.abandon_reply(sid)
             raise
         await self.repo.finish_reply(sid, {"state": "done", "answer": answer, "finished_at": now})
         return answer
@@ -137,7 +139,7 @@ class Conversation:
         lines: list[str] = []
         actions: list[Doc] = []
         undo: Doc = {
-            "_id": uuid.uuid4().hex,
+            "_id": ObjectId(),
             "user_id": user["_id"],
             "at": now,
             "kind": cmd.kind,
@@ -421,7 +423,7 @@ class Conversation:
         until = ms(now + cmd.duration)
         await self.repo.add_undo(
             {
-                "_id": uuid.uuid4().hex,
+                "_id": ObjectId(),
                 "user_id": user["_id"],
                 "at": now,
                 "kind": "paused",
@@ -440,7 +442,7 @@ class Conversation:
     async def _resume(self, user: Doc, now: datetime) -> Doc:
         await self.repo.add_undo(
             {
-                "_id": uuid.uuid4().hex,
+                "_id": ObjectId(),
                 "user_id": user["_id"],
                 "at": now,
                 "kind": "resumed",
@@ -471,7 +473,7 @@ class Conversation:
                 await self.contacts.delete_referral(user_id, referral_id)
                 await self.repo.cancel_by_source(user_id, referral_id, now)
         except DomainError:
-            await self.repo.db.undo.update_one({"_id": last["_id"]}, {"$set": {"undone": False}})
+            await self.repo.reopen_undo(last["_id"])
             raise
         policy = await self.svc.policy()
         for snap in last.get("contacts", []):

@@ -2,62 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from shared.sms import count_segments, to_gsm7
+
 SegmentCounter = Callable[[str], tuple[str, int]]
-
-# Characters of the GSM 03.38 basic set (plus the extension table, which costs two septets).
-_GSM_BASIC = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM_EXTENDED = set("^{}\\[~]|€\f")
-
-# Typographic characters that cost a whole UCS-2 message for no benefit.
-_ASCII_FOR = {
-    "\u2018": "'",
-    "\u2019": "'",
-    "\u201a": "'",
-    "\u201c": '"',
-    "\u201d": '"',
-    "\u201e": '"',
-    "\u2013": "-",
-    "\u2014": "-",
-    "\u2026": "...",
-    "\u00a0": " ",
-    "\u2022": "-",
-}
-
-
-def _fallback_count_segments(text: str) -> tuple[str, int]:
-    """Count SMS segments (GSM-7 or UCS-2).
-
-    Private stand-in for ``shared.sms.count_segments``, used only while that module is missing;
-    to be removed once it exists.
-    """
-    if all(ch in _GSM_BASIC or ch in _GSM_EXTENDED for ch in text):
-        septets = sum(2 if ch in _GSM_EXTENDED else 1 for ch in text)
-        return "GSM-7", 1 if septets <= 160 else -(-septets // 153)
-    units = len(text.encode("utf-16-le")) // 2
-    return "UCS-2", 1 if units <= 70 else -(-units // 67)
 
 
 def segment_counter() -> SegmentCounter:
-    """``shared.sms.count_segments`` when available, else the private fallback above."""
-    try:
-        module = importlib.import_module("shared.sms")
-    except ImportError:
-        return _fallback_count_segments
-    counter: SegmentCounter = module.count_segments
-    return counter
+    """The shared segment counter (``shared.sms.count_segments``)."""
+    return count_segments
 
 
 def gsm_friendly(text: str) -> str:
-    """Replace smart quotes, dashes and ellipses with their GSM-7 equivalents."""
-    return "".join(_ASCII_FOR.get(ch, ch) for ch in text)
+    """Replace smart quotes, dashes and ellipses with their GSM-7 look-alikes."""
+    return to_gsm7(text)
 
 
 def fold_accents(text: str) -> str:

@@ -317,6 +317,14 @@ class RemindersRepository:
         """Store the answer to an inbound message."""
         await self.db.replies.update_one({"_id": sid}, {"$set": fields})
 
+    async def abandon_reply(self, sid: str) -> None:
+        """Forget an unfinished reply so that the notifier's retry runs it again."""
+        await self.db.replies.delete_one({"_id": sid, "state": "processing"})
+
+    async def reopen_undo(self, undo_id: Any) -> None:
+        """An UNDO failed half-way: let the user try again."""
+        await self.db.undo.update_one({"_id": undo_id}, {"$set": {"undone": False}})
+
     async def add_undo(self, doc: Document) -> None:
         """Remember how to revert an action."""
         await self.db.undo.insert_one(doc)
@@ -325,13 +333,14 @@ class RemindersRepository:
         """The newest revertible action of a user since ``since``."""
         docs = (
             await self.db.undo.find({"user_id": user_id, "at": {"$gte": since}, "undone": False})
-            .sort("at", -1)
+            # ObjectId ids order actions taken within the same millisecond.
+            .sort([("at", -1), ("_id", -1)])
             .limit(1)
             .to_list()
         )
         return docs[0] if docs else None
 
-    async def mark_undone(self, undo_id: str, now: datetime) -> bool:
+    async def mark_undone(self, undo_id: Any, now: datetime) -> bool:
         """Mark an action reverted; False if it already was."""
         result = await self.db.undo.update_one(
             {"_id": undo_id, "undone": False}, {"$set": {"undone": True, "undone_at": now}}

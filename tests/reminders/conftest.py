@@ -93,18 +93,18 @@ async def sync(client: TestClient[web.Request, web.Application]) -> int:
 
 
 def operator_headers(clock: ControllableClock, subject: str = "op-1") -> dict[str, str]:
-    """Headers of an operator's request."""
-    token = issue_access_token(JWT_SECRET, subject, "operator", clock.now())
+    """Headers of an operator's request (tokens follow the wall clock, not the app clock)."""
+    token = issue_access_token(JWT_SECRET, subject, "operator")
     return {"Authorization": f"Bearer {token}"}
 
 
 def user_headers(clock: ControllableClock, user_id: str) -> dict[str, str]:
     """Headers of a networker's request."""
-    token = issue_access_token(JWT_SECRET, user_id, "networker", clock.now())
+    token = issue_access_token(JWT_SECRET, user_id, "networker")
     return {"Authorization": f"Bearer {token}"}
 
 
 def service_headers(clock: ControllableClock, caller: str = "notifier") -> dict[str, str]:
     """Headers of another service's request."""
-    token = issue_service_token(INTERNAL_SECRET, caller, "reminders", clock.now())
+    token = issue_service_token(INTERNAL_SECRET, caller, "reminders")
     return {"Authorization": f"Bearer {token}"}

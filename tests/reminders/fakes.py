@@ -37,7 +37,7 @@ def _auth(request: web.Request, audience: str, clock: Clock) -> None:
     if not header.startswith("Bearer "):
         raise web.HTTPUnauthorized()
     try:
-        verify_service_token(INTERNAL_SECRET, header[7:], audience, clock.now())
+        verify_service_token(INTERNAL_SECRET, header[7:], audience)
     except Exception:
         raise web.HTTPUnauthorized() from None
 
@@ -54,6 +54,9 @@ class FakeContacts:
     changes: list[Json] = field(default_factory=list)
     idempotent: dict[str, Json] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    # last_interaction_at a contact had from before any interaction logged here.
+    baseline: dict[str, str] = field(default_factory=dict)
+    down: bool = False
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # -- state changes the tests drive directly ----------------------------------------------
@@ -112,6 +115,8 @@ class FakeContacts:
             "created_at": _iso(created_at or self.clock.now()),
             "deleted": False,
         }
+        if last_interaction_at is not None:
+            self.baseline[contact_id] = str(_iso(last_interaction_at))
         self._change("contact", "upsert", user_id, contact_id)
         return contact_id
 
@@ -146,6 +151,9 @@ class FakeContacts:
             for i in self.interactions.values()
             if i["contact_id"] == contact_id and i["kind"] != "note"
         ]
+        baseline = self.baseline.get(contact_id)
+        if baseline:
+            times.append(baseline)
         self.contacts[contact_id]["last_interaction_at"] = max(times) if times else None
 
     def _entity(self, change: Json) -> Json | None:
@@ -179,6 +187,8 @@ class FakeContacts:
 
     def _check(self, request: web.Request) -> None:
         _auth(request, "contacts", self.clock)
+        if self.down:
+            raise web.HTTPServiceUnavailable()
         self.calls.append(f"{request.method} {request.path}")
 
     async def h_changes(self, request: web.Request) -> web.Response:

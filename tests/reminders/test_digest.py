@@ -6,7 +6,6 @@ import pytest
 
 from services.reminders.digest import (
     DigestItem,
-    _fallback_count_segments,
     compose,
     gsm_friendly,
     segment_counter,
@@ -83,21 +82,3 @@ def test_nothing_fits_returns_none() -> None:
     huge = item(1, line="x" * 2000)
     assert compose([huge], max_segments=1, max_items=5) is None
     assert compose([], max_segments=1, max_items=5) is None
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("a" * 160, ("GSM-7", 1)),
-        ("a" * 161, ("GSM-7", 2)),
-        ("a" * 306, ("GSM-7", 2)),
-        ("a" * 307, ("GSM-7", 3)),
-        ("[" * 80, ("GSM-7", 1)),
-        ("[" * 81, ("GSM-7", 2)),
-        ("\u00e9" * 10, ("GSM-7", 1)),
-        ("\u4e00" * 70, ("UCS-2", 1)),
-        ("\u4e00" * 71, ("UCS-2", 2)),
-    ],
-)
-def test_fallback_segment_counter(text: str, expected: tuple[str, int]) -> None:
-    assert _fallback_count_segments(text) == expected

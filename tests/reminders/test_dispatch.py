@@ -4,6 +4,7 @@ and several replicas sweeping the same database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from services.reminders.service import RemindersService
@@ -166,10 +167,8 @@ async def test_crash_after_claim_before_dispatch(
 
     original = service.dispatch
     service.dispatch = crash  # type: ignore[method-assign]
-    try:
+    with contextlib.suppress(Crash):
         await service.sweep()
-    except Crash:
-        pass
     service.dispatch = original  # type: ignore[method-assign]
     assert fakes.notifier.sent() == []
     # Another sweep does not send twice: the claim is owned.
@@ -196,10 +195,8 @@ async def test_crash_after_dispatch_before_record(
 
     original = service.record
     service.record = crash  # type: ignore[method-assign]
-    try:
+    with contextlib.suppress(Crash):
         await service.sweep()
-    except Crash:
-        pass
     service.record = original  # type: ignore[method-assign]
     assert len(fakes.notifier.sent(uid)) == 1
     clock.advance(timedelta(minutes=3))
@@ -227,10 +224,8 @@ async def test_crash_before_dispatch_state_saved_resends_with_same_key(
         raise Crash("replica died")
 
     service.repo.update_claim = crash  # type: ignore[method-assign]
-    try:
+    with contextlib.suppress(Crash):
         await service.sweep()
-    except Crash:
-        pass
     service.repo.update_claim = original  # type: ignore[method-assign]
     assert fakes.notifier.posts == 1
     clock.advance(timedelta(minutes=3))

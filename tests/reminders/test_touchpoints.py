@@ -22,7 +22,9 @@ async def test_cadence_by_tier_and_override(make_client: MakeClient, fakes: Fake
     tp_a = await repo.get_touchpoint(f"cad:{uid}:{a}")
     tp_c = await repo.get_touchpoint(f"cad:{uid}:{c}")
     tp_own = await repo.get_touchpoint(f"cad:{uid}:{own}")
-    assert tp_a and tp_c and tp_own
+    assert tp_a
+    assert tp_c
+    assert tp_own
     assert tp_a["due_at"] == last + timedelta(days=14)
     assert tp_a["max_at"] == last + timedelta(days=28)
     assert tp_c["due_at"] == last + timedelta(days=90)
