@@ -225,7 +225,7 @@ async def test_every_help_keyword(
 async def test_keywords_must_be_the_whole_message(
     inbound_app: tuple[TestClient[Any, Any], FakeUpstreams],
 ) -> None:
-    client, fake = inbound_app
+    client, _fake = inbound_app
     resp = await post_signed(client, "/webhooks/twilio/sms", sms_params("stop by friday"))
     assert reply_of(await resp.text()) == "Logged: stop by friday (#1)"
     assert not await client.app[MESSAGE_SERVICE].suppressions.is_suppressed(USER_PHONE)
