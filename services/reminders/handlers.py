@@ -240,5 +240,5 @@ async def get_audit(request: web.Request) -> web.Response:
     query = parse_query(request, ListQuery)
     entries = await request.app[SERVICE].repo.list_audit(query.limit)
     for entry in entries:
-        entry["id"] = entry.pop("_id")
+        entry["id"] = str(entry.pop("_id"))
     return reply_json({"items": entries})

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
@@ -56,11 +56,13 @@ class RemindersRepository:
 
     async def add_audit(self, entry: Document) -> None:
         """Append to the audit log."""
-        await self.db.audit.insert_one({"_id": uuid.uuid4().hex, **entry})
+        await self.db.audit.insert_one({"_id": ObjectId(), **entry})
 
     async def list_audit(self, limit: int) -> list[Document]:
         """Latest audit entries first."""
-        return await self.db.audit.find().sort("at", DESCENDING).limit(limit).to_list()
+        # ObjectId ids keep the order of changes made within one millisecond.
+        cursor = self.db.audit.find().sort([("at", DESCENDING), ("_id", DESCENDING)])
+        return await cursor.limit(limit).to_list()
 
     # -- change feed cursor --------------------------------------------------------------
     async def get_cursor(self) -> str | None:

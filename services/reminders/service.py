@@ -130,7 +130,16 @@ class RemindersService:
         )
         if part == "window":
             await self.reschedule_all()
+        if part == "tiers":
+            await self.recompute_all()
         return {part: value}
+
+    async def recompute_all(self) -> None:
+        """Recompute every mirrored contact's cadence (after a tier default changes)."""
+        policy = await self.policy()
+        for user in await self.repo.all_users():
+            for contact in await self.repo.user_contacts(user["_id"]):
+                await self.recompute_contact(user, contact, policy)
 
     async def change_job_timings(self, actor: str, changes: dict[str, float]) -> dict[str, float]:
         """Store new job intervals (each replica applies them live)."""

@@ -1,0 +1,277 @@
+"""Operator controls under /admin/v1, the user's /v1 endpoints, account deletion and export."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from shared.clock import ControllableClock
+from tests.reminders.conftest import (
+    START,
+    Fakes,
+    MakeClient,
+    operator_headers,
+    service_headers,
+    svc,
+    sync,
+    user_headers,
+)
+
+
+async def test_admin_needs_the_operator_role(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    assert (await client.get("/admin/v1/tiers")).status == 401
+    resp = await client.get("/admin/v1/tiers", headers=user_headers(clock, "u1"))
+    assert resp.status == 403
+    assert resp.content_type == "application/problem+json"
+    assert (await client.get("/admin/v1/tiers", headers=service_headers(clock))).status == 401
+    resp = await client.put(
+        "/admin/v1/pause", json={"paused": True}, headers=user_headers(clock, "u1")
+    )
+    assert resp.status == 403
+    assert not (await svc(client).policy()).paused_all
+
+
+async def test_tiers_change_live_with_audit(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    uid = fakes.contacts.add_user()
+    cid = fakes.contacts.add_contact(uid, "Ann A", tier="A", last_interaction_at=START)
+    await sync(client)
+    ops = operator_headers(clock, "op-7")
+    resp = await client.get("/admin/v1/tiers", headers=ops)
+    assert (await resp.json())["tiers"]["A"] == {"ideal_days": 14, "max_days": 28}
+    bad = {"tiers": {"A": {"ideal_days": 10, "max_days": 5}}}
+    resp = await client.put("/admin/v1/tiers", json=bad, headers=ops)
+    assert resp.status == 422
+    assert (await svc(client).policy()).tiers["A"]["ideal_days"] == 14
+    resp = await client.put(
+        "/admin/v1/tiers",
+        json={"tiers": {"A": {"ideal_days": 7, "max_days": 10, "x": 1}}},
+        headers=ops,
+    )
+    assert resp.status == 422
+    new = {
+        "tiers": {"A": {"ideal_days": 7, "max_days": 10}, "B": {"ideal_days": 30, "max_days": 60}}
+    }
+    resp = await client.put("/admin/v1/tiers", json=new, headers=ops)
+    assert resp.status == 200
+    tp = await svc(client).repo.get_touchpoint(f"cad:{uid}:{cid}")
+    assert tp is not None
+    assert tp["due_at"] == START + timedelta(days=7)
+    audit = await (await client.get("/admin/v1/audit", headers=ops)).json()
+    [entry] = audit["items"]
+    assert entry["actor"] == "op-7"
+    assert entry["action"] == "policy.tiers"
+    assert entry["before"]["A"]["ideal_days"] == 14
+    assert entry["after"]["A"]["ideal_days"] == 7
+    assert entry["at"] == "2026-03-02T06:00:00Z"
+
+
+async def test_follow_up_rules_are_data(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    ops = operator_headers(clock)
+    rules = (await (await client.get("/admin/v1/follow-up-rules", headers=ops)).json())["rules"]
+    assert {r["id"] for r in rules} >= {
+        "after-121",
+        "thank-referral",
+        "referral-48h",
+        "new-contact",
+    }
+    dup = {"rules": [rules[0], rules[0]]}
+    assert (await client.put("/admin/v1/follow-up-rules", json=dup, headers=ops)).status == 422
+    call_rule = {
+        "id": "after-call",
+        "trigger": "interaction",
+        "kinds": ["call"],
+        "delay_hours": 2,
+        "window_hours": 24,
+        "label": "send the notes from your call",
+    }
+    resp = await client.put("/admin/v1/follow-up-rules", json={"rules": [call_rule]}, headers=ops)
+    assert resp.status == 200
+    uid = fakes.contacts.add_user()
+    cid = fakes.contacts.add_contact(uid, "Cal C")
+    one = fakes.contacts.log(uid, cid, {"kind": "one_to_one"})
+    call = fakes.contacts.log(uid, cid, {"kind": "call"})
+    await sync(client)
+    repo = svc(client).repo
+    assert await repo.get_touchpoint(f"fu:after-121:{one['id']}") is None
+    assert await repo.get_touchpoint(f"fu:new-contact:{cid}") is None
+    tp = await repo.get_touchpoint(f"fu:after-call:{call['id']}")
+    assert tp is not None
+    assert tp["due_at"] == START + timedelta(hours=2)
+
+
+async def test_send_window_pause_schedule_nudges_and_dry_run(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    ops = operator_headers(clock)
+    uid = fakes.contacts.add_user(tz="Europe/London")
+    for n in range(3):
+        fakes.contacts.add_contact(
+            uid, f"P{n} Q", tier="A", last_interaction_at=START - timedelta(days=13 + n)
+        )
+    await sync(client)
+    resp = await client.put("/admin/v1/send-window", json={"digest_time": "25:00"}, headers=ops)
+    assert resp.status == 422
+    window = {
+        "digest_time": "07:30",
+        "days": [0, 1, 2, 3, 4],
+        "quiet_start": "20:00",
+        "quiet_end": "07:00",
+        "daily_budget": 2,
+        "max_segments": 1,
+    }
+    resp = await client.put("/admin/v1/send-window", json=window, headers=ops)
+    assert resp.status == 200
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    assert user["next_digest_at"].isoformat() == "2026-03-02T07:30:00+00:00"
+    # Dry run: what would go out in the next 7 days, without sending.
+    resp = await client.get("/admin/v1/dry-run?days=7", headers=ops)
+    plan = await resp.json()
+    assert fakes.notifier.sent() == []
+    bodies = [d for d in plan["digests"] if d["user_id"] == uid]
+    assert [d["send_at"] for d in bodies][:2] == ["2026-03-02T07:30:00Z", "2026-03-03T07:30:00Z"]
+    assert all(d["segments"] == 1 for d in bodies)
+    assert len(bodies[0]["items"]) == 2  # the daily budget
+    assert (await client.get("/admin/v1/dry-run?days=30", headers=ops)).status == 422
+    # Pause everything, then one user.
+    resp = await client.put(
+        "/admin/v1/pause", json={"paused": True, "reason": "incident"}, headers=ops
+    )
+    assert resp.status == 200
+    clock.set(user["next_digest_at"], frozen=True)
+    assert await service.sweep() == {"paused_all": 1}
+    await client.put("/admin/v1/pause", json={"paused": False}, headers=ops)
+    resp = await client.put(
+        f"/admin/v1/users/{uid}/pause", json={"until": "2026-03-02T12:00:00"}, headers=ops
+    )
+    assert resp.status == 422  # no offset
+    assert await service.sweep() == {"sent": 1}
+    resp = await client.get("/admin/v1/nudges", headers=ops)
+    [nudge] = (await resp.json())["items"]
+    assert nudge["user_id"] == uid
+    assert nudge["state"] == "recorded"
+    assert nudge["items"] == 2
+    assert nudge["segments"] == 1
+    assert (await (await client.get("/admin/v1/nudges?status=failed", headers=ops)).json())[
+        "items"
+    ] == []
+    schedule = await (await client.get(f"/admin/v1/users/{uid}/schedule", headers=ops)).json()
+    assert schedule["preferences"]["digest_time"] == "07:30"
+    assert schedule["preferences"]["next_digest_at"] == "2026-03-03T07:30:00Z"
+    states = [tp["state"] for tp in schedule["touchpoints"] if tp["source"] == "cadence"]
+    assert sorted(states) == ["nudged", "nudged", "scheduled"]
+    assert schedule["touchpoints"][0]["history"]
+    assert (await client.get("/admin/v1/users/nobody/schedule", headers=ops)).status == 404
+    audit = await (await client.get("/admin/v1/audit", headers=ops)).json()
+    assert [e["action"] for e in audit["items"]] == ["pause.all", "pause.all", "policy.window"]
+
+
+async def test_job_timings_apply_without_restart_on_every_replica(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    a = await make_client(scheduler_enabled=True, timings_refresh_s=0.2)
+    b = await make_client(scheduler_enabled=True, timings_refresh_s=0.2)
+    ops = operator_headers(clock)
+    for _ in range(50):
+        if (await (await a.get("/admin/v1/jobs", headers=ops)).json())["running"] and (
+            await (await b.get("/admin/v1/jobs", headers=ops)).json()
+        )["running"]:
+            break
+        await asyncio.sleep(0.1)
+    body = await (await a.get("/admin/v1/jobs", headers=ops)).json()
+    assert body["running"]["sweep"] == 15.0
+    assert (await a.put("/admin/v1/jobs", json={"sweep": 0.01}, headers=ops)).status == 422
+    resp = await a.put("/admin/v1/jobs", json={"sweep": 0.5, "sync": 2}, headers=ops)
+    assert resp.status == 200
+    assert (await resp.json())["running"]["sweep"] == 0.5
+    for _ in range(30):
+        running = (await (await b.get("/admin/v1/jobs", headers=ops)).json())["running"]
+        if running["sweep"] == 0.5:
+            break
+        await asyncio.sleep(0.1)
+    assert running == {"sync": 2.0, "sweep": 0.5, "retry": 30.0, "reap": 60.0, "reconcile": 86400.0}
+    # And the new interval is really used: the sweep job now runs several times a second.
+    before = (await (await b.get("/admin/v1/jobs", headers=ops)).json())["runs"]["sweep"]
+    await asyncio.sleep(1.6)
+    after = (await (await b.get("/admin/v1/jobs", headers=ops)).json())["runs"]["sweep"]
+    assert after - before >= 2
+
+
+async def test_user_endpoints(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    uid = fakes.contacts.add_user(tz="America/New_York")
+    cid = fakes.contacts.add_contact(uid, "Dana Lee", last_interaction_at=START)
+    me = user_headers(clock, uid)
+    prefs = await (await client.get("/v1/preferences", headers=me)).json()
+    assert prefs["time_zone"] == "America/New_York"
+    assert prefs["quiet_start"] == "21:00"
+    resp = await client.put("/v1/preferences", json={"time_zone": "Mars/Base"}, headers=me)
+    assert resp.status == 422
+    resp = await client.put(
+        "/v1/preferences", json={"digest_time": "18:15", "days": [5, 6]}, headers=me
+    )
+    assert resp.status == 200
+    prefs = await resp.json()
+    assert prefs["digest_time"] == "18:15"
+    assert prefs["next_digest_at"] == "2026-03-07T23:15:00Z"  # Saturday 18:15 EST
+    resp = await client.post(
+        "/v1/touchpoints",
+        json={
+            "contact_id": cid,
+            "contact_name": "Dana Lee",
+            "reason": "send the article",
+            "due_at": "2026-03-05T12:00:00Z",
+        },
+        headers=me,
+    )
+    assert resp.status == 201
+    created = await resp.json()
+    upcoming = await (await client.get("/v1/touchpoints", headers=me)).json()
+    assert created["id"] in [i["id"] for i in upcoming["items"]]
+    resp = await client.post(
+        "/v1/touchpoints",
+        json={"contact_name": "x", "reason": "y", "due_at": "tomorrow"},
+        headers=me,
+    )
+    assert resp.status == 422
+    # A service token is not a user.
+    assert (await client.get("/v1/preferences", headers=service_headers(clock))).status == 401
+
+
+async def test_account_deletion_and_export(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    uid = fakes.contacts.add_user()
+    other = fakes.contacts.add_user()
+    fakes.contacts.add_contact(uid, "Dana Lee")
+    fakes.contacts.add_contact(other, "Sam Lee")
+    await sync(client)
+    svc_h = service_headers(clock, "contacts")
+    resp = await client.get(f"/internal/v1/users/{uid}/export", headers=svc_h)
+    assert resp.status == 200
+    data = await resp.json()
+    assert data["user"]["_id"] == uid
+    assert len(data["contacts"]) == 1
+    assert len(data["touchpoints"]) >= 1
+    assert (
+        await client.get(f"/internal/v1/users/{uid}/export", headers=user_headers(clock, uid))
+    ).status == 401
+    assert (await client.delete(f"/internal/v1/users/{uid}", headers=svc_h)).status == 204
+    assert (await client.get(f"/internal/v1/users/{uid}/export", headers=svc_h)).status == 404
+    repo = svc(client).repo
+    assert await repo.touchpoints_of(uid) == []
+    assert await repo.touchpoints_of(other) != []
