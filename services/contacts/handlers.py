@@ -31,7 +31,12 @@ from services.contacts.models import (
     RefreshRequest,
     UserPage,
 )
-from services.contacts.service import contact_etag, contact_out, internal_contact_out
+from services.contacts.service import (
+    ContactsService,
+    contact_etag,
+    contact_out,
+    internal_contact_out,
+)
 from services.contacts.settings import ContactsSettings
 from shared.errors import PreconditionFailed
 from shared.web.auth import public, require_user
@@ -48,7 +53,7 @@ def _json(
     return web.json_response(body, status=status, headers=headers)
 
 
-def _svc(request: web.Request) -> Any:
+def _svc(request: web.Request) -> ContactsService:
     return request.app[CONTACTS_SERVICE]
 
 

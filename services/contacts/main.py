@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 from aiohttp import web
@@ -77,7 +77,11 @@ async def _cleanup_loop(app: web.Application, interval_s: float) -> None:
             log.warning("cleanup failed: %s", exc)
 
 
-def _services_ctx(settings: ContactsSettings):  # type: ignore[no-untyped-def]
+def _services_ctx(
+    settings: ContactsSettings,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The cleanup context that builds upstream clients, repositories and domain services."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         clock = app[CLOCK]
         db = app[DB]

@@ -6,7 +6,7 @@ import logging
 import re
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -744,7 +744,9 @@ class ContactsService:
             reminders=reminders,
         )
 
-    async def delete_account(self, user_id: str, delete_tokens: Any) -> None:
+    async def delete_account(
+        self, user_id: str, delete_tokens: Callable[[str], Awaitable[None]]
+    ) -> None:
         """Erase the user everywhere: reminders and notifier first, then this service's data.
 
         Each step is idempotent, so a failed deletion can simply be retried.
