@@ -246,7 +246,7 @@ async def list_interactions(request: web.Request) -> web.Response:
 
 
 async def _log_interaction(
-    request: web.Request, user_id: str, model: type[InteractionCreate]
+    request: web.Request, user_id: str, model: type[InteractionCreate], trusted_time: bool = False
 ) -> web.Response:
     contact_id = _path(request, "contact_id")
     body = await read_json(request)
@@ -254,7 +254,7 @@ async def _log_interaction(
     svc = _svc(request)
 
     async def produce() -> tuple[int, Any]:
-        item = await svc.log_interaction(user_id, contact_id, data)
+        item = await svc.log_interaction(user_id, contact_id, data, trusted_time=trusted_time)
         return 201, item.model_dump(mode="json")
 
     return await _idempotent(request, f"interaction:{user_id}:{contact_id}", body, produce)
@@ -361,7 +361,9 @@ async def internal_contacts(request: web.Request) -> web.Response:
 
 async def internal_create_interaction(request: web.Request) -> web.Response:
     """Log an interaction on the user's behalf."""
-    return await _log_interaction(request, _path(request, "user_id"), InternalInteractionCreate)
+    return await _log_interaction(
+        request, _path(request, "user_id"), InternalInteractionCreate, trusted_time=True
+    )
 
 
 async def internal_delete_interaction(request: web.Request) -> web.Response:

@@ -101,6 +101,7 @@ Region = Annotated[str, StringConstraints(min_length=2, max_length=2), AfterVali
 Text = Annotated[str, AfterValidator(_no_controls)]
 Name = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ShortText = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=200)]
+MediumText = Annotated[Text, StringConstraints(strip_whitespace=True, max_length=500)]
 LongText = Annotated[Text, StringConstraints(max_length=5000)]
 Tag = Annotated[
     str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[\w][\w -]{0,39}$")
@@ -308,7 +309,7 @@ class InteractionCreate(Strict):
     kind: InteractionKind
     occurred_at: AwareDatetime | None = None
     notes: LongText | None = None
-    next_action: ShortText | None = None
+    next_action: MediumText | None = None
     source: Literal["app", "sms"] = "app"
 
 

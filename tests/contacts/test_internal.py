@@ -217,3 +217,19 @@ async def test_change_feed_waits_for_the_safety_lag(client: Client, alice: dict[
     await asyncio.sleep(1.1)
     feed = await read_feed(client)
     assert [c["kind"] for c in feed["changes"]] == ["user"]
+
+
+async def test_on_behalf_entries_keep_the_callers_time(
+    client: Client, alice: dict[str, Any]
+) -> None:
+    # Another service stamps with its own clock (moved independently in test mode).
+    uid = alice["user"]["id"]
+    dana = await create(client, alice, name="Dana Lee")
+    path = f"/internal/v1/users/{uid}/contacts/{dana['id']}/interactions"
+    body = {"kind": "one_to_one", "occurred_at": "2026-03-20T10:00:00Z", "next_action": "x" * 500}
+    resp = await client.post(path, json=body, headers={**service(), "Idempotency-Key": "a"})
+    assert resp.status == 201, await resp.text()
+    contact = await get(client, f"/internal/v1/users/{uid}/contacts/{dana['id']}")
+    assert contact["last_interaction_at"] == "2026-03-20T10:00:00Z"
+    resp = await client.post(path, json={"kind": "call", "source": "carrier"}, headers=service())
+    assert resp.status == 422
