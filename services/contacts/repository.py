@@ -241,9 +241,14 @@ class OwnedRepository:
         """One document of the user's."""
         return await self._col.find_one({"_id": entity_id, "user_id": user_id})
 
-    async def by_ids(self, ids: Sequence[str]) -> list[Document]:
-        """Documents by id (for the change feed, which spans users)."""
-        return await self._col.find({"_id": {"$in": list(ids)}}).to_list()
+    async def by_ids(self, pairs: Sequence[tuple[str, str]]) -> list[Document]:
+        """Documents by (user_id, id) for the change feed, which spans users.
+
+        The owners ride along so that a sharded cluster targets only their shards.
+        """
+        users = sorted({user for user, _ in pairs})
+        ids = sorted({entity for _, entity in pairs})
+        return await self._col.find({"user_id": {"$in": users}, "_id": {"$in": ids}}).to_list()
 
     async def insert(self, doc: Document) -> None:
         """Store a new document."""

@@ -672,9 +672,9 @@ class ContactsService:
         return ChangePage(changes=out, next=nxt, has_more=has_more)
 
     async def _hydrate(self, records: Sequence[Document]) -> dict[tuple[str, str], dict[str, Any]]:
-        ids: dict[str, set[str]] = {}
+        ids: dict[str, set[tuple[str, str]]] = {}
         for rec in records:
-            ids.setdefault(rec["kind"], set()).add(rec["entity_id"])
+            ids.setdefault(rec["kind"], set()).add((rec["user_id"], rec["entity_id"]))
         found: dict[tuple[str, str], dict[str, Any]] = {}
         if "contact" in ids:
             for doc in await self._contacts.by_ids(sorted(ids["contact"])):
@@ -686,7 +686,7 @@ class ContactsService:
             for doc in await self._referrals.by_ids(sorted(ids["referral"])):
                 found[("referral", doc["_id"])] = referral_out(doc).model_dump(mode="json")
         if "user" in ids:
-            for doc in await self._users.many(sorted(ids["user"])):
+            for doc in await self._users.many(sorted(uid for uid, _ in ids["user"])):
                 found[("user", doc["_id"])] = user_out(doc, self._settings).model_dump(mode="json")
         return found
 
