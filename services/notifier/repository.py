@@ -133,13 +133,18 @@ class ClaimRepository:
         return True
 
     async def set_state(self, claim_id: str, state: str, now: datetime) -> None:
-        """Record the claim's progress (claimed, calling, done, reaped)."""
+        """Record the claim's progress (claimed, done, reaped)."""
         await self._col.update_one({"_id": claim_id}, {"$set": {"state": state, "updated_at": now}})
 
     async def expired(self, now: datetime, limit: int = 100) -> list[Document]:
         """Claims whose owner stopped before finishing and whose lease ran out."""
-        query = {"state": {"$in": ["claimed", "calling"]}, "lease_until": {"$lte": now}}
+        query = {"state": "claimed", "lease_until": {"$lte": now}}
         return await self._col.find(query).limit(limit).to_list()
+
+    async def delete(self, claim_ids: list[str]) -> None:
+        """Delete finished claims."""
+        if claim_ids:
+            await self._col.delete_many({"_id": {"$in": claim_ids}})
 
     async def purge_done(self, before: datetime) -> int:
         """Drop finished claims older than ``before`` (FerretDB has no TTL indexes)."""
@@ -160,6 +165,13 @@ class SuppressionRepository:
         """Whether ``phone`` has opted out."""
         doc = await self._col.find_one({"_id": phone})
         return bool(doc and doc.get("opted_out"))
+
+    async def suppressed_among(self, phones: set[str]) -> set[str]:
+        """Which of ``phones`` have opted out."""
+        if not phones:
+            return set()
+        cursor = self._col.find({"_id": {"$in": sorted(phones)}, "opted_out": True}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
 
     async def record(
         self, phone: str, *, opted_out: bool, source: str, keyword: str | None, at: datetime

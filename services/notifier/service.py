@@ -143,7 +143,13 @@ class MessageService:
             return False
         now = self._clock.now()
         code = int(event.error_code) if event.error_code and event.error_code.isdigit() else None
-        fields: Document = {"updated_at": now}
+        # The callback's state is kept beside the status so that the worker, if it records the
+        # send after this callback, can restore it (a later state never goes back).
+        fields: Document = {
+            "updated_at": now,
+            "callback_status": status,
+            "callback_rank": STATUS_RANK[status],
+        }
         if doc.get("provider_sid") is None:
             # The callback can beat the worker's own write of the provider id.
             fields["provider_sid"] = event.message_sid

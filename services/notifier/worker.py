@@ -17,10 +17,11 @@ import contextlib
 import logging
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.notifier.models import SendOutcome
+from services.notifier.models import STATUS_RANK, TWILIO_STATUS_MAP, SendOutcome
 from services.notifier.ratelimit import SenderLimits
 from services.notifier.repository import ClaimRepository
 from services.notifier.service import InboundService, MessageService, status_fields
@@ -52,6 +53,15 @@ def classify(outcome: SendOutcome) -> str:
     return "permanent"
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    doc: Document
+    attempt: int
+    claim_id: str
+    lease: datetime
+    opted_out: bool
+
+
 class SendWorker:
     """Sends due messages; one per process, started and stopped by the app's cleanup context."""
 
@@ -81,6 +91,7 @@ class SendWorker:
         self.owner = uuid.uuid4().hex[:12]
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(settings.send_concurrency)
+        self._freed = asyncio.Event()
         self.sent = 0
 
     # -- loops ---------------------------------------------------------------------------
@@ -125,21 +136,30 @@ class SendWorker:
 
     async def poll_once(self) -> int:
         """Claim and start sending the due messages this worker has room for."""
-        # Claim no more than can be sent well within a lease at the MPS limit, so a claim never
-        # expires while it waits for the limiter.
-        ahead = max(1, int(self._settings.send_rate_per_second * self._settings.lease_s / 4))
-        room = min(self._settings.send_concurrency * 2, ahead) - len(self._inflight)
-        if room <= 0:
-            await asyncio.sleep(0.05)
+        # Claim about two seconds of sends ahead (never more than fit well inside a lease), so
+        # the limiter always has work queued and a claim never expires while it waits.
+        rate = self._settings.send_rate_per_second
+        ahead = max(1, min(int(rate * 2), int(rate * self._settings.lease_s / 4)))
+        limit = max(min(ahead, 500), self._settings.send_concurrency)
+        room = limit - len(self._inflight)
+        if room < max(1, limit // 2):
+            # Each poll scans the queue; with a backlog, poll again only when half the in-flight
+            # sends are done, so polling does not keep the database busy.
+            self._freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), 0.5)
             return 1
         now = self._clock.now()
         started = 0
-        due = await self._repo.due(now, room)
+        due = [d for d in await self._repo.due(now, room * 2) if d["_id"] not in self._inflight]
+        if not due:
+            return 0
         # Replicas see the same due list; shuffling spreads them over it, and the claim decides.
         random.shuffle(due)
-        for doc in due:
-            if doc["_id"] in self._inflight:
-                continue
+        # One query for the whole batch; an opt-out arriving after it is caught by Twilio
+        # (21610), which is recorded the same way.
+        opted_out = await self._messages.suppressions.suppressed_among({d["to"] for d in due})
+        for doc in due[:room]:
             attempt = int(doc.get("attempts", 0)) + 1
             lease_until = now + timedelta(seconds=self._settings.lease_s)
             claim_id = f"send:{doc['_id']}:{attempt}"
@@ -158,7 +178,8 @@ class SendWorker:
             )
             if not claimed:
                 continue
-            task = asyncio.create_task(self._send(doc["_id"], attempt, claim_id, lease_until))
+            attempt_ = _Attempt(doc, attempt, claim_id, lease_until, doc["to"] in opted_out)
+            task = asyncio.create_task(self._send(attempt_))
             self._inflight[doc["_id"]] = task
             task.add_done_callback(self._forget)
             started += 1
@@ -168,32 +189,39 @@ class SendWorker:
         for message_id, running in list(self._inflight.items()):
             if running is task:
                 del self._inflight[message_id]
+        self._freed.set()
 
-    async def _send(
-        self, message_id: str, attempt: int, claim_id: str, lease_until: datetime
-    ) -> None:
+    async def _send(self, attempt: _Attempt) -> None:
         async with self._slots:
             try:
-                await self._attempt(message_id, attempt, claim_id, lease_until)
+                await self._attempt(attempt)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # The claim stays open and is reaped after its lease.
-                log.exception("send attempt failed unexpectedly", extra={"message_id": message_id})
+                log.exception(
+                    "send attempt failed unexpectedly", extra={"message_id": attempt.doc["_id"]}
+                )
 
-    async def _attempt(
-        self, message_id: str, attempt: int, claim_id: str, lease_until: datetime
-    ) -> None:
-        doc = await self._repo.get(message_id)
+    async def _attempt(self, job: _Attempt) -> None:
+        doc, attempt, claim_id = job.doc, job.attempt, job.claim_id
+        message_id = doc["_id"]
         now = self._clock.now()
-        if doc is None or doc["status"] != "queued" or int(doc.get("attempts", 0)) != attempt - 1:
-            # Someone else moved the message on since we read it; our claim is moot.
-            await self._claims.set_state(claim_id, "done", now)
-            return
+        if attempt > 1:
+            # A retry: a status callback from an earlier attempt may have settled the message
+            # since the poll read it. (A first attempt has nothing that could have moved it.)
+            fresh = await self._repo.get(message_id)
+            if (
+                fresh is None
+                or fresh["status"] != "queued"
+                or int(fresh.get("attempts", 0)) != attempt - 1
+            ):
+                return
+            doc = fresh
         if doc.get("expires_at") is not None and doc["expires_at"] <= now:
             await self._finish(claim_id, message_id, "expired", attempts=attempt - 1)
             return
-        if await self._messages.suppressions.is_suppressed(doc["to"]):
+        if job.opted_out:
             await self._finish(
                 claim_id,
                 message_id,
@@ -203,19 +231,16 @@ class SendWorker:
                 error_message="the recipient has opted out",
             )
             return
-        now = self._clock.now()
-        await self._claims.set_state(claim_id, "calling", now)
-        await self._repo.update(
-            message_id, {**status_fields("sending"), "attempts": attempt, "updated_at": now}
-        )
-        # The token is taken last, right before the call, so the spacing the limiter enforces
-        # is the spacing Twilio sees.
+        # Nothing is written between the token and the call, so the spacing the limiter
+        # enforces is the spacing Twilio sees. On FerretDB every write costs several ms, so an
+        # attempt makes exactly two: the claim and the outcome.
         await self._limits.take(self._settings.sender)
-        if self._clock.now() + timedelta(seconds=self._settings.send_timeout_s + 1) >= lease_until:
-            # Too late to finish inside the lease: a reaper may already be handing the message
-            # on. The claim goes back to "claimed" (the provider was not called) for the reaper.
+        if self._clock.now() + timedelta(seconds=self._settings.send_timeout_s + 1) >= job.lease:
+            # Too late to finish inside the lease: hand the message back, attempt used, unsent.
             log.warning("send attempt abandoned: its lease ran out while waiting")
-            await self._claims.set_state(claim_id, "claimed", self._clock.now())
+            await self._finish(
+                claim_id, message_id, "queued", attempts=attempt, next_attempt_at=self._clock.now()
+            )
             return
         outcome = await self._transport.send(
             to=doc["to"],
@@ -239,21 +264,24 @@ class SendWorker:
         errors = {"error_code": outcome.error_code, "error_message": outcome.error_message}
         if verdict == "sent":
             self.sent += 1
+            status = TWILIO_STATUS_MAP.get(outcome.provider_status or "", "sending")
             await self._repo.update(
                 message_id,
                 {
+                    **status_fields(status),
+                    "attempts": attempt,
                     "provider_sid": outcome.provider_sid,
                     "sent_at": now,
                     "updated_at": now,
-                    "lease_until": None,
                     "error_code": None,
                     "error_message": None,
                 },
             )
-            mapped = {"delivered": "delivered", "sent": "sent"}.get(outcome.provider_status or "")
-            if mapped:
-                await self._repo.advance(message_id, mapped, {"updated_at": now})
-            await self._claims.set_state(claim_id, "done", now)
+            # A status callback may have beaten this write (it names the message in its URL);
+            # it left its state beside the status, so a later state is put back if needed.
+            after = await self._repo.get(message_id)
+            if after is not None and int(after.get("callback_rank", -1)) > STATUS_RANK[status]:
+                await self._repo.update(message_id, status_fields(after["callback_status"]))
             return
         if verdict == "opted_out":
             await self._messages.suppressions.record(
@@ -267,7 +295,6 @@ class SendWorker:
             return
         possibly = bool(doc.get("possibly_sent")) or verdict == "retry_possibly_sent"
         await self._retry_or_give_up(message_id, attempt, possibly, errors)
-        await self._claims.set_state(claim_id, "done", now)
 
     async def _retry_or_give_up(
         self, message_id: str, attempt: int, possibly: bool, errors: dict[str, Any]
@@ -308,19 +335,21 @@ class SendWorker:
         return random.uniform(cap / 2, cap)
 
     async def _finish(self, claim_id: str, message_id: str, status: str, **fields: Any) -> None:
+        # The claim is left as it is: the outcome written on the message is what the reaper
+        # reads to tell a finished attempt from an abandoned one.
         now = self._clock.now()
         await self._repo.update(
             message_id, {**status_fields(status), "lease_until": None, "updated_at": now, **fields}
         )
-        await self._claims.set_state(claim_id, "done", now)
 
     # -- maintenance ---------------------------------------------------------------------
 
     async def reap_once(self) -> int:
-        """Requeue (or give up on) messages whose claim outlived its lease."""
+        """Look at claims past their lease: drop finished ones, retry abandoned attempts."""
         now = self._clock.now()
         reaped = 0
-        for claim in await self._claims.expired(now):
+        finished: list[str] = []
+        for claim in await self._claims.expired(now, limit=500):
             if claim.get("kind") == "reply":
                 # Count the abandoned try so the next one gets a fresh claim id.
                 record = await self._inbound.inbound.get(claim["inbound_id"])
@@ -332,20 +361,24 @@ class SendWorker:
                 continue
             message_id, attempt = claim["message_id"], int(claim["attempt"])
             doc = await self._repo.get(message_id)
-            await self._claims.set_state(claim["_id"], "reaped", now)
-            if doc is None or doc["status"] not in ("queued", "sending"):
+            if doc is None or int(doc.get("attempts", 0)) >= attempt or doc["status"] != "queued":
+                # The attempt recorded its outcome (or the message is gone or settled).
+                finished.append(claim["_id"])
                 continue
-            if int(doc.get("attempts", 0)) > attempt or doc.get("provider_sid"):
-                continue
-            possibly = bool(doc.get("possibly_sent")) or claim.get("state") == "calling"
-            log.warning("reaped an abandoned send attempt (possibly sent: %s)", possibly)
+            # The owner stopped between its claim and recording an outcome. It may have called
+            # Twilio, so the message is marked possibly sent before the next attempt.
+            log.warning("reaped an abandoned send attempt")
             await self._retry_or_give_up(
                 message_id,
                 attempt,
-                possibly,
+                True,
                 {"error_code": None, "error_message": "worker stopped during the attempt"},
             )
+            await self._claims.set_state(claim["_id"], "reaped", now)
             reaped += 1
+        # A finished claim's id is never tried again (the message's attempt count has passed
+        # it), so deleting it is safe; FerretDB has no TTL indexes to do this for us.
+        await self._claims.delete(finished)
         await self._claims.purge_done(now - timedelta(days=7))
         return reaped
 
@@ -362,7 +395,7 @@ class SendWorker:
                     "inbound_id": record["_id"],
                     "attempt": tries,
                     "owner": self.owner,
-                    "state": "calling",
+                    "state": "claimed",
                     "claimed_at": now,
                     "lease_until": now + timedelta(seconds=self._settings.lease_s),
                     "updated_at": now,

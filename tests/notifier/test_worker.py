@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.notifier.keys import MESSAGE_SERVICE, WORKER
+from services.notifier.models import StatusCallback
 from services.notifier.ratelimit import TokenBucket
 from services.notifier.repository import CLAIMS
 from shared.clock import ControllableClock
@@ -217,16 +218,13 @@ async def test_two_running_workers_share_a_backlog(notifier_app: AppFactory) -> 
     assert a.app[WORKER].sent + b.app[WORKER].sent == 40
 
 
-@pytest.mark.parametrize(("claim_state", "possibly_sent"), [("calling", True), ("claimed", False)])
-async def test_crashed_worker_claims_are_reaped_and_retried(
-    notifier_app: AppFactory, claim_state: str, possibly_sent: bool
-) -> None:
+async def test_crashed_worker_claims_are_reaped_and_retried(notifier_app: AppFactory) -> None:
     clock = ControllableClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
     transport = RecordingTransport()
     client = await notifier_app(clock=clock, transport=transport, worker_enabled=False)
     message_id = await queue(client, "k1")
     now = clock.now()
-    # What a worker leaves behind when it dies during attempt 1.
+    # What a worker leaves behind when it dies during attempt 1: a claim and no outcome.
     await client.app[DB][CLAIMS].insert_one(
         {
             "_id": f"send:{message_id}:1",
@@ -234,28 +232,54 @@ async def test_crashed_worker_claims_are_reaped_and_retried(
             "message_id": message_id,
             "attempt": 1,
             "owner": "dead",
-            "state": claim_state,
+            "state": "claimed",
             "claimed_at": now,
             "lease_until": now + timedelta(seconds=60),
             "updated_at": now,
         }
     )
-    if claim_state == "calling":
-        await client.app[MESSAGE_SERVICE].messages.update(
-            message_id, {"status": "sending", "status_rank": 1, "attempts": 1}
-        )
     worker = client.app[WORKER]
     await run_worker(client)
-    assert transport.sends == []  # attempt 1 is still owned by the dead worker
+    assert transport.sends == []  # attempt 1 still belongs to the dead worker
     assert await worker.reap_once() == 0  # not before its lease ends
     clock.advance(timedelta(seconds=61))
     assert await worker.reap_once() == 1
     doc = await message(client, message_id)
-    assert (doc["status"], doc["attempts"], doc["possibly_sent"]) == ("queued", 1, possibly_sent)
+    # It may have reached Twilio before the worker died: marked, then retried.
+    assert (doc["status"], doc["attempts"], doc["possibly_sent"]) == ("queued", 1, True)
     await run_worker(client)
     doc = await message(client, message_id)
     assert (doc["status"], doc["attempts"]) == ("sending", 2)
     assert len(transport.sends) == 1
+    # Finished claims are dropped once their lease is over; the reaped one is kept for a while.
+    clock.advance(timedelta(seconds=61))
+    assert await worker.reap_once() == 0
+    left = await client.app[DB][CLAIMS].find().to_list()
+    assert [(c["_id"], c["state"]) for c in left] == [(f"send:{message_id}:1", "reaped")]
+
+
+async def test_callback_arriving_before_the_send_is_recorded(notifier_app: AppFactory) -> None:
+    client: TestClient[Any, Any]
+
+    class FastCallbacks(RecordingTransport):
+        """Twilio's 'delivered' callback lands before the worker records the send."""
+
+        async def send(self, **kwargs: Any) -> Any:
+            outcome = await super().send(**kwargs)
+            message_id = kwargs["status_callback"].rsplit("=", 1)[1]
+            await client.app[MESSAGE_SERVICE].apply_callback(
+                message_id,
+                StatusCallback(MessageSid=outcome.provider_sid, MessageStatus="delivered"),
+            )
+            return outcome
+
+    client = await notifier_app(
+        transport=FastCallbacks(), worker_enabled=False, public_base_url="https://n.example.com"
+    )
+    message_id = await queue(client, "k1")
+    await run_worker(client)
+    doc = await message(client, message_id)
+    assert (doc["status"], doc["attempts"]) == ("delivered", 1)
 
 
 async def test_expiry_and_not_before(notifier_app: AppFactory) -> None:

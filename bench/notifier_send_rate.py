@@ -1,0 +1,215 @@
+"""Benchmark: the notifier's sustained send rate against its MPS limit, and webhook latency.
+
+Send rate: a backlog of messages is queued with the worker stopped, then the worker starts and
+sends them through the real twilio SDK (``AsyncTwilioHttpClient``) to a local stand-in of
+Twilio's Messages endpoint that accepts everything at once. The rate is measured where Twilio
+would measure it, at that endpoint, and compared with ``SEND_RATE_PER_SECOND``; the largest
+number of sends seen in any one-second window must never exceed the limit.
+
+Inbound: signed webhooks from a known user are posted one after another (each reply goes through
+small stand-ins of contacts and reminders over HTTP); the latency of each answer is recorded.
+
+    .venv/bin/python -m bench.notifier_send_rate [--messages 1000] [--rate 50] [--webhooks 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import platform
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from services.notifier.keys import MESSAGE_SERVICE, WORKER
+from services.notifier.main import create_app
+from services.notifier.models import MessageIn
+from services.notifier.settings import NotifierSettings
+from shared.config import load_settings
+from shared.devdb import DevDatabase, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+INTERNAL_SECRET = "bench-internal-secret-0123456789abcdef"
+JWT_SECRET = "bench-jwt-secret-0123456789abcdef-xyz"
+TWILIO_TOKEN = "bench-twilio-token-0123456789abcdef"
+ACCOUNT_SID = "AC" + "b" * 32
+USER_PHONE = "+14155550123"
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Run ``app`` on a free 127.0.0.1 port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def twilio_endpoint(arrivals: list[float]) -> web.Application:
+    """A stand-in for Twilio's Messages endpoint: accepts every message, records arrival times."""
+
+    async def create(request: web.Request) -> web.Response:
+        await request.post()
+        arrivals.append(time.monotonic())
+        return web.json_response({"sid": "SM" + uuid.uuid4().hex, "status": "queued"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", create)
+    return app
+
+
+def upstream_fakes() -> web.Application:
+    """Stand-ins for contacts (user by phone) and reminders (reply interpretation)."""
+
+    async def by_phone(request: web.Request) -> web.Response:
+        return web.json_response({"id": "u1", "phone": request.query["phone"]})
+
+    async def reply(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"reply": f"Logged: {body['text']}", "actions": []})
+
+    app = web.Application()
+    app.router.add_get("/internal/v1/users/by-phone", by_phone)
+    app.router.add_post("/internal/v1/replies", reply)
+    return app
+
+
+def max_in_window(times: list[float], window: float = 1.0) -> int:
+    """The most events in any window of ``window`` seconds."""
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The ``pct`` percentile (nearest rank)."""
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def run(args: argparse.Namespace, uri: str) -> dict[str, Any]:
+    """Both measurements against one database server."""
+    arrivals: list[float] = []
+    twilio_runner, twilio_url = await serve(twilio_endpoint(arrivals))
+    fakes_runner, fakes_url = await serve(upstream_fakes())
+    env = {
+        "MONGODB_URI": uri,
+        "DB_NAME": f"bench_notifier_{uuid.uuid4().hex[:8]}",
+        "INTERNAL_AUTH_SECRET": INTERNAL_SECRET,
+        "AUTH_JWT_SECRET": JWT_SECRET,
+        "SMS_TRANSPORT": "twilio",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "TWILIO_FROM_NUMBER": "+15005550006",
+        "TWILIO_API_BASE_URL": twilio_url,
+        "SEND_RATE_PER_SECOND": str(args.rate),
+        "SEND_CONCURRENCY": str(args.concurrency),
+        "CONTACTS_URL": fakes_url,
+        "REMINDERS_URL": fakes_url,
+        "WORKER_ENABLED": "false",
+        "INBOUND_RATE_PER_MINUTE": "10000",
+        "INBOUND_BURST": "10000",
+        "LOG_LEVEL": "WARNING",
+    }
+    settings = load_settings(NotifierSettings, env)
+    app = create_app(settings)
+    runner, url = await serve(app)
+    result: dict[str, Any] = {}
+    try:
+        service = app[MESSAGE_SERVICE]
+        start = time.monotonic()
+        for i in range(args.messages):
+            await service.create(
+                "bench",
+                f"bench-{i}",
+                MessageIn(to=f"+1415555{i % 10000:04d}", body=f"Nudge {i}", purpose="nudge"),
+            )
+        result["queue_s"] = time.monotonic() - start
+        worker = app[WORKER]
+        task = asyncio.create_task(worker.run())
+        started = time.monotonic()
+        while len(arrivals) < args.messages and time.monotonic() - started < args.timeout:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sent = len(arrivals)
+        span = arrivals[-1] - arrivals[0] if sent > 1 else float("nan")
+        result.update(
+            sent=sent,
+            drain_s=time.monotonic() - started,
+            rate=(sent - 1) / span if sent > 1 else 0.0,
+            max_per_second=max_in_window(arrivals),
+        )
+        counts = await service.messages.count_by_status()
+        result["statuses"] = counts
+
+        validator = RequestValidator(settings.webhook_auth_token())
+        hook = url + "/webhooks/twilio/sms"
+        latencies: list[float] = []
+        async with aiohttp.ClientSession() as session:
+            for i in range(args.webhooks):
+                params = {"MessageSid": "SM" + uuid.uuid4().hex, "From": USER_PHONE,
+                          "To": "+15005550006", "Body": f"MET {i % 9 + 1} coffee"}
+                headers = {"X-Twilio-Signature": validator.compute_signature(hook, params)}
+                t0 = time.perf_counter()
+                async with session.post(hook, data=params, headers=headers) as resp:
+                    await resp.read()
+                    assert resp.status == 200, resp.status
+                latencies.append((time.perf_counter() - t0) * 1000)
+        result["webhook_p50_ms"] = percentile(latencies, 50)
+        result["webhook_p99_ms"] = percentile(latencies, 99)
+        result["webhook_mean_ms"] = statistics.fmean(latencies)
+    finally:
+        await runner.cleanup()
+        await fakes_runner.cleanup()
+        await twilio_runner.cleanup()
+    return result
+
+
+def main() -> None:
+    """Run the benchmark and print a Markdown summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--webhooks", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=16, help="SEND_CONCURRENCY")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+    db = DevDatabase()
+    uri = db.start()
+    try:
+        result = asyncio.run(run(args, uri))
+    finally:
+        db.close()
+    print(f"machine: {platform.machine()}, {platform.system()}, Python {platform.python_version()}")
+    print(f"| backlog | limit (msg/s) | sustained (msg/s) | max in any 1 s | drain (s) |")
+    print("| --- | --- | --- | --- | --- |")
+    print(
+        f"| {result['sent']}/{args.messages} | {args.rate:g} | {result['rate']:.2f} | "
+        f"{result['max_per_second']} | {result['drain_s']:.1f} |"
+    )
+    print(f"queueing {args.messages} messages took {result['queue_s']:.1f} s; "
+          f"states after the run: {result['statuses']}")
+    print()
+    print("| webhooks | p50 (ms) | p99 (ms) | mean (ms) |")
+    print("| --- | --- | --- | --- |")
+    print(
+        f"| {args.webhooks} | {result['webhook_p50_ms']:.1f} | {result['webhook_p99_ms']:.1f} | "
+        f"{result['webhook_mean_ms']:.1f} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
