@@ -26,19 +26,21 @@ Status = Literal[
     "possibly_sent",
 ]
 
-# A status only ever moves to a higher rank, so duplicate or out-of-order callbacks are harmless.
-# Terminal states share the top rank: the first one recorded wins.
+# Each state has a rank and the stored rank only ever rises (MongoDB ``$max``), so duplicate or
+# out-of-order callbacks are harmless and every update can be a plain write by ``_id``. Among
+# end states, proof of delivery outranks a failure report.
 STATUS_RANK: dict[str, int] = {
     "queued": 0,
     "sending": 1,
     "sent": 2,
     "possibly_sent": 3,
-    "delivered": 4,
-    "undelivered": 4,
-    "failed": 4,
     "expired": 4,
-    "suppressed": 4,
+    "suppressed": 5,
+    "failed": 6,
+    "undelivered": 7,
+    "delivered": 8,
 }
+RANK_STATUS: dict[int, str] = {rank: status for status, rank in STATUS_RANK.items()}
 FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "expired", "suppressed"})
 
 # Twilio's message states mapped onto ours (read/received are not outbound SMS states).

@@ -7,6 +7,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+EARLY_WAKE_S = 0.002
+
 
 class TokenBucket:
     """A token bucket refilled at ``rate`` tokens per second, holding at most ``burst`` tokens.
@@ -48,7 +50,10 @@ class TokenBucket:
                 wait = self.try_take()
                 if wait == 0.0:
                     return
-                await asyncio.sleep(wait)
+                # The event loop wakes timers up to a millisecond late, and with burst=1 every
+                # late wake-up is capacity lost for good (2-5% at 50 msg/s). Sleep to just
+                # short of the token, then yield until it is there.
+                await asyncio.sleep(wait - EARLY_WAKE_S if wait > EARLY_WAKE_S else 0)
 
 
 class SenderLimits:

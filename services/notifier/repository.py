@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import BulkWriteError
 
-from services.notifier.models import STATUS_RANK
+from services.notifier.models import RANK_STATUS, STATUS_RANK
 from shared.mongo import Database, Document, is_duplicate_key
 
 MESSAGES = "messages"
@@ -25,7 +26,7 @@ INBOUND = "inbound"
 
 async def create_indexes(db: Database) -> None:
     """Indexes MongoDB needs for the notifier's queries (harmless on FerretDB)."""
-    await db[MESSAGES].create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+    await db[MESSAGES].create_index([("status_rank", ASCENDING), ("next_attempt_at", ASCENDING)])
     await db[MESSAGES].create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
     await db[MESSAGES].create_index([("provider_sid", ASCENDING)])
     await db[MESSAGES].create_index([("transport", ASCENDING), ("created_at", DESCENDING)])
@@ -35,28 +36,40 @@ async def create_indexes(db: Database) -> None:
     await db[CONSENT_EVENTS].create_index([("phone", ASCENDING), ("at", ASCENDING)])
 
 
+def _view(doc: Document | None) -> Document | None:
+    # Only the rank is stored (it can only rise); the state's name is derived from it on read.
+    if doc is not None:
+        doc["status"] = RANK_STATUS[int(doc["status_rank"])]
+    return doc
+
+
+def _views(docs: list[Document]) -> list[Document]:
+    return [d for d in map(_view, docs) if d is not None]
+
+
 class MessageRepository:
-    """Stored outbound messages and their delivery state."""
+    """Stored outbound messages and their delivery state (``status_rank``; see models)."""
 
     def __init__(self, db: Database) -> None:
         self._col = db[MESSAGES]
 
     async def insert_new(self, doc: Document) -> tuple[Document, bool]:
         """Insert ``doc`` unless its id exists; return the stored one and whether it is new."""
+        stored = {k: v for k, v in doc.items() if k != "status"}
         try:
-            await self._col.insert_one(doc)
+            await self._col.insert_one(stored)
         except Exception as exc:
             if not is_duplicate_key(exc):
                 raise
-            existing = await self._col.find_one({"_id": doc["_id"]})
+            existing = _view(await self._col.find_one({"_id": doc["_id"]}))
             if existing is None:  # deleted between the two calls; the caller may retry
                 raise
             return existing, False
-        return doc, True
+        return _view(stored) or stored, True
 
     async def get(self, message_id: str) -> Document | None:
         """One message by id."""
-        return await self._col.find_one({"_id": message_id})
+        return _view(await self._col.find_one({"_id": message_id}))
 
     async def recent(
         self, *, user_id: str | None, status: str | None, limit: int, transport: str | None = None
@@ -66,11 +79,11 @@ class MessageRepository:
         if user_id is not None:
             query["user_id"] = user_id
         if status is not None:
-            query["status"] = status
+            query["status_rank"] = STATUS_RANK[status]
         if transport is not None:
             query["transport"] = transport
         cursor = self._col.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-        return await cursor.limit(limit).to_list()
+        return _views(await cursor.limit(limit).to_list())
 
     async def outbox(self, *, to: str | None, limit: int) -> list[Document]:
         """Messages the sandbox transport 'sent', newest first."""
@@ -78,30 +91,28 @@ class MessageRepository:
         if to is not None:
             query["to"] = to
         cursor = self._col.find(query).sort([("sent_at", DESCENDING), ("_id", DESCENDING)])
-        return await cursor.limit(limit).to_list()
+        return _views(await cursor.limit(limit).to_list())
 
     async def due(self, now: datetime, limit: int) -> list[Document]:
         """Queued messages whose time has come."""
-        query = {"status": "queued", "next_attempt_at": {"$lte": now}}
+        query = {"status_rank": STATUS_RANK["queued"], "next_attempt_at": {"$lte": now}}
         cursor = self._col.find(query).sort([("next_attempt_at", ASCENDING)])
-        return await cursor.limit(limit).to_list()
+        return _views(await cursor.limit(limit).to_list())
 
     async def update(self, message_id: str, fields: Document) -> None:
-        """Set fields unconditionally (the caller holds the claim for this attempt)."""
+        """Set fields (never the state: see :meth:`raise_status`)."""
         await self._col.update_one({"_id": message_id}, {"$set": fields})
 
-    async def advance(self, message_id: str, status: str, fields: Document) -> bool:
-        """Move to ``status`` only if it ranks above the current one; extra fields go with it."""
-        rank = STATUS_RANK[status]
-        result = await self._col.update_one(
-            {"_id": message_id, "status_rank": {"$lt": rank}},
-            {"$set": {**fields, "status": status, "status_rank": rank}},
+    async def raise_status(self, message_id: str, status: str, fields: Document) -> None:
+        """Set fields and move to ``status`` unless the message already holds a later state."""
+        await self._col.update_one(
+            {"_id": message_id},
+            {"$set": fields, "$max": {"status_rank": STATUS_RANK[status]}},
         )
-        return result.modified_count == 1
 
     async def by_provider_sid(self, sid: str) -> Document | None:
         """The message Twilio knows as ``sid``."""
-        return await self._col.find_one({"provider_sid": sid})
+        return _view(await self._col.find_one({"provider_sid": sid}))
 
     async def delete_user(self, user_id: str) -> int:
         """Delete every message of a user."""
@@ -111,8 +122,9 @@ class MessageRepository:
     async def count_by_status(self) -> dict[str, int]:
         """How many messages are in each state (for metrics and the benchmark)."""
         counts: dict[str, int] = {}
-        async for doc in self._col.find({}, {"status": 1}):
-            counts[doc["status"]] = counts.get(doc["status"], 0) + 1
+        async for doc in self._col.find({}, {"status_rank": 1}):
+            status = RANK_STATUS[doc["status_rank"]]
+            counts[status] = counts.get(status, 0) + 1
         return counts
 
 
@@ -131,6 +143,20 @@ class ClaimRepository:
                 return False
             raise
         return True
+
+    async def claim_many(self, claims: list[Document]) -> set[str]:
+        """Insert many claims at once (each insert is still atomic); return the ids won."""
+        if not claims:
+            return set()
+        try:
+            await self._col.insert_many(claims, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != 11000 for error in errors):
+                raise
+            lost = {int(error["index"]) for error in errors}
+            return {c["_id"] for i, c in enumerate(claims) if i not in lost}
+        return {c["_id"] for c in claims}
 
     async def set_state(self, claim_id: str, state: str, now: datetime) -> None:
         """Record the claim's progress (claimed, done, reaped)."""

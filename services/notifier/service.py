@@ -45,8 +45,8 @@ MAX_DEFERRED_TRIES = 20
 
 
 def status_fields(status: str) -> dict[str, Any]:
-    """The stored fields that describe ``status`` (its rank keeps updates monotonic)."""
-    return {"status": status, "status_rank": STATUS_RANK[status]}
+    """The stored field that describes ``status`` in a new message (its rank)."""
+    return {"status_rank": STATUS_RANK[status]}
 
 
 def message_id_for(caller: str, idempotency_key: str) -> str:
@@ -143,19 +143,14 @@ class MessageService:
             return False
         now = self._clock.now()
         code = int(event.error_code) if event.error_code and event.error_code.isdigit() else None
-        # The callback's state is kept beside the status so that the worker, if it records the
-        # send after this callback, can restore it (a later state never goes back).
-        fields: Document = {
-            "updated_at": now,
-            "callback_status": status,
-            "callback_rank": STATUS_RANK[status],
-        }
+        fields: Document = {"updated_at": now}
         if doc.get("provider_sid") is None:
-            # The callback can beat the worker's own write of the provider id.
+            # The callback can beat the worker's own record of the send.
             fields["provider_sid"] = event.message_sid
-        if code is not None:
+        changed = STATUS_RANK[status] > STATUS_RANK[doc["status"]]
+        if code is not None and changed:
             fields["error_code"] = code
-        changed = await self.messages.advance(doc["_id"], status, fields)
+        await self.messages.raise_status(doc["_id"], status, fields)
         if code == 21610:
             await self.suppressions.record(
                 doc["to"], opted_out=True, source="twilio_error_21610", keyword=None, at=now

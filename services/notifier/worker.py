@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.notifier.models import STATUS_RANK, TWILIO_STATUS_MAP, SendOutcome
+from services.notifier.models import TWILIO_STATUS_MAP, SendOutcome
 from services.notifier.ratelimit import SenderLimits
 from services.notifier.repository import ClaimRepository
-from services.notifier.service import InboundService, MessageService, status_fields
+from services.notifier.service import InboundService, MessageService
 from services.notifier.settings import NotifierSettings
 from services.notifier.transport import SmsTransport
 from shared.clock import Clock
@@ -136,11 +136,12 @@ class SendWorker:
 
     async def poll_once(self) -> int:
         """Claim and start sending the due messages this worker has room for."""
-        # Claim about two seconds of sends ahead (never more than fit well inside a lease), so
-        # the limiter always has work queued and a claim never expires while it waits.
+        # Claim about four seconds of sends ahead (never more than fit well inside a lease): the
+        # next poll starts with two seconds of work still queued, so the limiter never starves
+        # while a poll scans the queue, and a claim never expires while it waits.
         rate = self._settings.send_rate_per_second
-        ahead = max(1, min(int(rate * 2), int(rate * self._settings.lease_s / 4)))
-        limit = max(min(ahead, 500), self._settings.send_concurrency)
+        ahead = max(1, min(int(rate * 4), int(rate * self._settings.lease_s / 4)))
+        limit = max(min(ahead, 1000), self._settings.send_concurrency)
         room = limit - len(self._inflight)
         if room < max(1, limit // 2):
             # Each poll scans the queue; with a backlog, poll again only when half the in-flight
@@ -159,27 +160,30 @@ class SendWorker:
         # One query for the whole batch; an opt-out arriving after it is caught by Twilio
         # (21610), which is recorded the same way.
         opted_out = await self._messages.suppressions.suppressed_among({d["to"] for d in due})
-        for doc in due[:room]:
-            attempt = int(doc.get("attempts", 0)) + 1
-            lease_until = now + timedelta(seconds=self._settings.lease_s)
-            claim_id = f"send:{doc['_id']}:{attempt}"
-            claimed = await self._claims.claim(
-                claim_id,
-                {
-                    "kind": "send",
-                    "message_id": doc["_id"],
-                    "attempt": attempt,
-                    "owner": self.owner,
-                    "state": "claimed",
-                    "claimed_at": now,
-                    "lease_until": lease_until,
-                    "updated_at": now,
-                },
-            )
-            if not claimed:
+        batch = due[:room]
+        lease_until = now + timedelta(seconds=self._settings.lease_s)
+        claims = [
+            {
+                "_id": f"send:{doc['_id']}:{int(doc.get('attempts', 0)) + 1}",
+                "kind": "send",
+                "message_id": doc["_id"],
+                "attempt": int(doc.get("attempts", 0)) + 1,
+                "owner": self.owner,
+                "state": "claimed",
+                "claimed_at": now,
+                "lease_until": lease_until,
+                "updated_at": now,
+            }
+            for doc in batch
+        ]
+        # One bulk insert for the batch: each document is still claimed atomically by its
+        # unique id, and a duplicate only means another replica won that one.
+        won = await self._claims.claim_many(claims)
+        for doc, claim in zip(batch, claims, strict=True):
+            if claim["_id"] not in won:
                 continue
-            attempt_ = _Attempt(doc, attempt, claim_id, lease_until, doc["to"] in opted_out)
-            task = asyncio.create_task(self._send(attempt_))
+            job = _Attempt(doc, claim["attempt"], claim["_id"], lease_until, doc["to"] in opted_out)
+            task = asyncio.create_task(self._send(job))
             self._inflight[doc["_id"]] = task
             task.add_done_callback(self._forget)
             started += 1
@@ -192,16 +196,15 @@ class SendWorker:
         self._freed.set()
 
     async def _send(self, attempt: _Attempt) -> None:
-        async with self._slots:
-            try:
-                await self._attempt(attempt)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # The claim stays open and is reaped after its lease.
-                log.exception(
-                    "send attempt failed unexpectedly", extra={"message_id": attempt.doc["_id"]}
-                )
+        try:
+            await self._attempt(attempt)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The claim stays open and is reaped after its lease.
+            log.exception(
+                "send attempt failed unexpectedly", extra={"message_id": attempt.doc["_id"]}
+            )
 
     async def _attempt(self, job: _Attempt) -> None:
         doc, attempt, claim_id = job.doc, job.attempt, job.claim_id
@@ -234,20 +237,27 @@ class SendWorker:
         # Nothing is written between the token and the call, so the spacing the limiter
         # enforces is the spacing Twilio sees. On FerretDB every write costs several ms, so an
         # attempt makes exactly two: the claim and the outcome.
-        await self._limits.take(self._settings.sender)
-        if self._clock.now() + timedelta(seconds=self._settings.send_timeout_s + 1) >= job.lease:
+        # Slots bound the concurrent provider calls only; the database writes around them do
+        # not hold a slot, or slow writes would throttle sending below the limit. The token is
+        # taken inside the slot, right before the call, so the spacing the limiter enforces
+        # is the spacing Twilio sees.
+        async with self._slots:
+            await self._limits.take(self._settings.sender)
+            late = self._clock.now() + timedelta(seconds=self._settings.send_timeout_s + 1)
+            if late < job.lease:
+                outcome = await self._transport.send(
+                    to=doc["to"],
+                    body=doc["body"],
+                    status_callback=self._status_callback(message_id),
+                    purpose=doc["purpose"],
+                )
+        if late >= job.lease:
             # Too late to finish inside the lease: hand the message back, attempt used, unsent.
             log.warning("send attempt abandoned: its lease ran out while waiting")
             await self._finish(
                 claim_id, message_id, "queued", attempts=attempt, next_attempt_at=self._clock.now()
             )
             return
-        outcome = await self._transport.send(
-            to=doc["to"],
-            body=doc["body"],
-            status_callback=self._status_callback(message_id),
-            purpose=doc["purpose"],
-        )
         await self._record(doc, attempt, claim_id, outcome)
 
     def _status_callback(self, message_id: str) -> str | None:
@@ -265,10 +275,12 @@ class SendWorker:
         if verdict == "sent":
             self.sent += 1
             status = TWILIO_STATUS_MAP.get(outcome.provider_status or "", "sending")
-            await self._repo.update(
+            # A status callback may already have recorded a later state (it names the message
+            # in its URL); raise_status never moves the state back.
+            await self._repo.raise_status(
                 message_id,
+                status,
                 {
-                    **status_fields(status),
                     "attempts": attempt,
                     "provider_sid": outcome.provider_sid,
                     "sent_at": now,
@@ -277,11 +289,6 @@ class SendWorker:
                     "error_message": None,
                 },
             )
-            # A status callback may have beaten this write (it names the message in its URL);
-            # it left its state beside the status, so a later state is put back if needed.
-            after = await self._repo.get(message_id)
-            if after is not None and int(after.get("callback_rank", -1)) > STATUS_RANK[status]:
-                await self._repo.update(message_id, status_fields(after["callback_status"]))
             return
         if verdict == "opted_out":
             await self._messages.suppressions.record(
@@ -303,10 +310,10 @@ class SendWorker:
         if attempt >= self._settings.max_send_attempts:
             final = "possibly_sent" if possibly else "failed"
             log.warning("message gave up after %d attempts (%s)", attempt, final)
-            await self._repo.update(
+            await self._repo.raise_status(
                 message_id,
+                final,
                 {
-                    **status_fields(final),
                     "attempts": attempt,
                     "possibly_sent": possibly,
                     "lease_until": None,
@@ -319,7 +326,6 @@ class SendWorker:
         await self._repo.update(
             message_id,
             {
-                **status_fields("queued"),
                 "attempts": attempt,
                 "possibly_sent": possibly,
                 "next_attempt_at": now + timedelta(seconds=delay),
@@ -337,10 +343,11 @@ class SendWorker:
     async def _finish(self, claim_id: str, message_id: str, status: str, **fields: Any) -> None:
         # The claim is left as it is: the outcome written on the message is what the reaper
         # reads to tell a finished attempt from an abandoned one.
-        now = self._clock.now()
-        await self._repo.update(
-            message_id, {**status_fields(status), "lease_until": None, "updated_at": now, **fields}
-        )
+        fields = {"lease_until": None, "updated_at": self._clock.now(), **fields}
+        if status == "queued":
+            await self._repo.update(message_id, fields)
+        else:
+            await self._repo.raise_status(message_id, status, fields)
 
     # -- maintenance ---------------------------------------------------------------------
 
