@@ -98,8 +98,10 @@ def _operation(route: Route, schemas: dict[Any, Any]) -> dict[str, Any]:
     errors = set(route.errors) | {404}
     if route.body is not None or route.query is not None:
         errors |= {400, 413, 415, 422} if route.body is not None else {422}
-    if not route.public:
-        errors.add(401)
+    # Public sign-in routes answer 401 too: a wrong code or a spent refresh token.
+    errors.add(401)
+    if route.headers == ("Idempotency-Key",):
+        errors |= {409, 422}
     for status in sorted(errors):
         op["responses"][str(status)] = _problem(status)
     if route.public:

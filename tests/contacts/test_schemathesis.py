@@ -21,6 +21,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from pymongo import MongoClient
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from shared.auth import issue_access_token, issue_service_token
 from tests.support.processes import ServiceProcess, service_process
@@ -141,7 +146,12 @@ def test_no_server_errors(contacts_process: ServiceProcess, mongodb_uri: str) ->
             response = case.call_and_validate(
                 base_url=contacts_process.url,
                 headers=headers_for(case.path),
-                checks=[not_a_server_error],
+                checks=[
+                    not_a_server_error,
+                    status_code_conformance,
+                    content_type_conformance,
+                    response_schema_conformance,
+                ],
             )
             statuses[response.status_code] += 1
 
