@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
@@ -241,3 +242,32 @@ async def test_every_user_route_needs_a_token(client: Client) -> None:
         assert resp.status == 401, path
     resp = await client.get("/v1/me", headers={"Authorization": "Bearer nonsense"})
     assert resp.status == 401
+
+
+async def test_concurrent_refreshes_with_one_token(client: Client, notifier: FakeUpstream) -> None:
+    # Only one of two racing uses of a token can win; the other looks like theft and ends the
+    # session (the app then signs in again), which is the safe side to err on.
+    tokens = await sign_in(client, notifier, PHONE)
+    body = {"refresh_token": tokens["refresh_token"]}
+    answers = await asyncio.gather(
+        client.post("/v1/auth/refresh", json=body), client.post("/v1/auth/refresh", json=body)
+    )
+    assert sorted(r.status for r in answers) == [200, 401]
+
+
+async def test_concurrent_first_sign_ins_make_one_user(
+    client: Client, notifier: FakeUpstream
+) -> None:
+    started = [await (await start(client)).json() for _ in range(2)]
+    codes = [m["body"] for m in notifier.messages]
+    assert len(codes) == 2
+    pairs = []
+    for challenge, body in zip(started, codes, strict=True):
+        code = next(word for word in body.split() if word.rstrip(".").isdigit()).rstrip(".")
+        pairs.append({"challenge_id": challenge["challenge_id"], "code": code})
+    answers = await asyncio.gather(
+        *(client.post("/v1/auth/otp/verify", json=pair) for pair in pairs)
+    )
+    assert [r.status for r in answers] == [200, 200]
+    users = {(await r.json())["user"]["id"] for r in answers}
+    assert len(users) == 1
