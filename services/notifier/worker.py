@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
 from services.notifier.models import TWILIO_STATUS_MAP, SendOutcome
 from services.notifier.ratelimit import SenderLimits
 from services.notifier.repository import ClaimRepository
@@ -258,7 +260,25 @@ class SendWorker:
                 claim_id, message_id, "queued", attempts=attempt, next_attempt_at=self._clock.now()
             )
             return
-        await self._record(doc, attempt, claim_id, outcome)
+        await self._record_durably(doc, attempt, claim_id, outcome, job.lease)
+
+    async def _record_durably(
+        self, doc: Document, attempt: int, claim_id: str, outcome: SendOutcome, lease: datetime
+    ) -> None:
+        # Once Twilio has the message, losing its outcome would make the reaper retry it (a
+        # duplicate), so a failed write (e.g. FerretDB's "database is locked") is retried
+        # for as long as the claim's lease lasts.
+        delay = 0.05
+        while True:
+            try:
+                await self._record(doc, attempt, claim_id, outcome)
+                return
+            except PyMongoError as exc:
+                if self._clock.now() + timedelta(seconds=delay) >= lease:
+                    raise
+                log.warning("recording a send outcome failed, retrying: %s", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _status_callback(self, message_id: str) -> str | None:
         if self._callback_base is None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from pymongo.errors import OperationFailure
 
 from services.notifier.keys import MESSAGE_SERVICE, WORKER
 from services.notifier.models import StatusCallback
@@ -353,3 +354,24 @@ async def test_worker_sustains_the_configured_rate(notifier_app: AppFactory) -> 
     # The bucket spaces tokens exactly; a few ms of scheduling jitter sit between token and call.
     assert all(times[i + 20] - times[i] >= 0.98 for i in range(len(times) - 20))
     assert times[-1] - start <= 2.6
+
+
+async def test_outcome_write_failure_after_a_send_is_retried(notifier_app: AppFactory) -> None:
+    transport = RecordingTransport()
+    client = await notifier_app(transport=transport, worker_enabled=False)
+    message_id = await queue(client, "k1")
+    repo = client.app[WORKER]._repo
+    real = repo.raise_status
+    failures = [OperationFailure("database is locked (5) (SQLITE_BUSY)")]
+
+    async def flaky(*args: Any, **kwargs: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await real(*args, **kwargs)
+
+    repo.raise_status = flaky  # type: ignore[method-assign]
+    await run_worker(client)
+    doc = await message(client, message_id)
+    # Recorded as sent after the retry: no reaping, no second send.
+    assert (doc["status"], doc["attempts"], doc["possibly_sent"]) == ("sending", 1, False)
+    assert len(transport.sends) == 1
