@@ -12,6 +12,7 @@ from aiohttp import web
 from pymongo.errors import PyMongoError
 
 from services.contacts.keys import (
+    AUTH_METRICS,
     AUTH_SERVICE,
     CONTACTS_SERVICE,
     IDEMPOTENCY,
@@ -19,7 +20,7 @@ from services.contacts.keys import (
     REMINDERS,
 )
 from services.contacts.openapi import openapi_json
-from services.contacts.otp import AuthService
+from services.contacts.otp import AuthMetrics, AuthService
 from services.contacts.repository import (
     IDEMPOTENCY as IDEMPOTENCY_COLLECTION,
 )
@@ -39,7 +40,7 @@ from shared.app import create_base_app
 from shared.clock import Clock
 from shared.http import ServiceClient
 from shared.web.idempotency import IdempotencyStore
-from shared.web.keys import CLOCK, DB
+from shared.web.keys import CLOCK, DB, METRICS
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def _services_ctx(
             auth=AuthRepository(db),
             changes=changes,
             notifier=notifier,
+            metrics=app[AUTH_METRICS],
         )
         app[IDEMPOTENCY] = IdempotencyStore(
             db[IDEMPOTENCY_COLLECTION], clock, timedelta(seconds=settings.idempotency_ttl_s)
@@ -134,6 +136,8 @@ def _services_ctx(
 def create_app(settings: ContactsSettings, *, clock: Clock | None = None) -> web.Application:
     """Build the contacts application."""
     app = create_base_app(settings, clock=clock, index_hooks=(create_indexes,))
+    # Metrics are registered once per app, before it starts (the registry refuses duplicates).
+    app[AUTH_METRICS] = AuthMetrics(app[METRICS])
     app.cleanup_ctx.append(_services_ctx(settings))
     setup_routes(app)
     app.router.add_get("/openapi.json", openapi_json)

@@ -12,6 +12,7 @@ from typing import Any
 
 import phonenumbers
 from phonenumbers import timezone as phone_timezone
+from prometheus_client import CollectorRegistry, Counter
 
 from services.contacts.models import OtpStarted, TokenPair, normalize_phone
 from services.contacts.repository import AuthRepository, ChangeRepository, UserRepository
@@ -33,6 +34,29 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+class AuthMetrics:
+    """Sign-in counters operators alert on (SMS pumping, stolen refresh tokens)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.otp_requests = Counter(
+            "touchbase_contacts_otp_requests_total",
+            "Sign-in code requests, by outcome (sent, rate_limited, upstream_error).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.otp_verifications = Counter(
+            "touchbase_contacts_otp_verifications_total",
+            "Sign-in code checks, by outcome (ok, wrong, locked).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.refresh_reuse = Counter(
+            "touchbase_contacts_refresh_reuse_total",
+            "Used refresh tokens presented again (the session was revoked).",
+            registry=registry,
+        )
+
+
 def role_for(phone: str, settings: ContactsSettings) -> Role:
     """Operators are named by configuration (OPERATOR_PHONES), never by the API."""
     return "operator" if phone in settings.operator_phone_set else "networker"
@@ -50,7 +74,9 @@ class AuthService:
         auth: AuthRepository,
         changes: ChangeRepository,
         notifier: ServiceClient,
+        metrics: AuthMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or AuthMetrics(CollectorRegistry())
         self._settings = settings
         self._clock = clock
         self._users = users
@@ -64,19 +90,16 @@ class AuthService:
         message = f"{challenge_id}:{code}".encode()
         return hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()
 
-    async def _rate_check(self, keys: list[str], now: datetime) -> None:
+    async def _rate_check(self, limits: list[tuple[str, int]], now: datetime) -> None:
+        """Refuse when any (key, limit) has had ``limit`` events in the window, else count one."""
         window = timedelta(seconds=self._settings.otp_rate_window_s)
-        limits = {
-            "phone": self._settings.otp_max_per_phone,
-            "ip": self._settings.otp_max_per_ip,
-        }
-        for key in keys:
+        for key, limit in limits:
             events = await self._auth.rate_events(key, now - window)
-            limit = limits[key.split(":")[1]]
             if len(events) >= limit:
+                self._metrics.otp_requests.labels("rate_limited").inc()
                 retry = (events[len(events) - limit] + window - now).total_seconds()
                 raise TooManyRequests("too many sign-in codes requested; try later", int(retry) + 1)
-        for key in keys:
+        for key, _ in limits:
             await self._auth.add_rate_event(key, uuid.uuid4().hex, now)
 
     async def start(self, raw_phone: str, client_ip: str) -> OtpStarted:
@@ -86,7 +109,13 @@ class AuthService:
         except ValueError as exc:
             raise ValidationFailed(errors=[{"field": "phone", "message": str(exc)}]) from None
         now = self._clock.now()
-        await self._rate_check([f"otp:phone:{_sha256(phone)[:32]}", f"otp:ip:{client_ip}"], now)
+        await self._rate_check(
+            [
+                (f"otp:phone:{_sha256(phone)[:32]}", self._settings.otp_max_per_phone),
+                (f"otp:ip:{client_ip}", self._settings.otp_max_per_ip),
+            ],
+            now,
+        )
         challenge_id = uuid.uuid4().hex
         code = f"{secrets.randbelow(10**6):06d}"
         expires_at = now + timedelta(seconds=self._settings.otp_ttl_s)
@@ -118,12 +147,15 @@ class AuthService:
                 idempotency_key=f"otp:{challenge_id}",
             )
         except UpstreamError:
+            self._metrics.otp_requests.labels("upstream_error").inc()
             await self._auth.drop_challenge(challenge_id)
             raise
         if answer.status not in (200, 201):
             await self._auth.drop_challenge(challenge_id)
+            self._metrics.otp_requests.labels("upstream_error").inc()
             log.warning("notifier refused the sign-in SMS with status %d", answer.status)
             raise UpstreamError("the sign-in code could not be sent", upstream_status=answer.status)
+        self._metrics.otp_requests.labels("sent").inc()
         log.info("sign-in code sent", extra={"challenge_id": challenge_id})
         return OtpStarted(challenge_id=challenge_id, expires_at=expires_at)
 
@@ -138,6 +170,7 @@ class AuthService:
             raise Unauthorized(BAD_CODE)
         if challenge["attempts"] >= self._settings.otp_max_attempts:
             await self._auth.drop_challenge(challenge_id)
+            self._metrics.otp_verifications.labels("locked").inc()
             raise TooManyRequests("too many wrong codes; ask for a new one", 1)
         # Counted before comparing, so a burst of guesses cannot get past the limit unnoticed.
         await self._auth.count_attempt(challenge_id)
@@ -146,11 +179,13 @@ class AuthService:
             left = self._settings.otp_max_attempts - challenge["attempts"] - 1
             if left <= 0:
                 await self._auth.drop_challenge(challenge_id)
+            self._metrics.otp_verifications.labels("wrong").inc()
             raise Unauthorized(BAD_CODE, attempts_left=max(left, 0))
         # A unique insert makes the code single-use even under concurrent verifications.
         if not await self._auth.claim(f"otp:{challenge_id}", now):
             raise Unauthorized(BAD_CODE)
         await self._auth.drop_challenge(challenge_id)
+        self._metrics.otp_verifications.labels("ok").inc()
         user = await self._user_for(challenge["phone"], now)
         return await self._issue(user, uuid.uuid4().hex, now)
 
@@ -217,6 +252,7 @@ class AuthService:
         if not await self._auth.claim(f"refresh:{token_hash}", now):
             # A used token came back: it was stolen or replayed. End the whole sign-in.
             await self._auth.revoke_family(doc["family_id"], doc["user_id"], now)
+            self._metrics.refresh_reuse.inc()
             log.warning(
                 "refresh token reuse detected; session revoked", extra={"user_id": doc["user_id"]}
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -78,7 +78,6 @@ def encode_cursor(values: Sequence[Any]) -> str:
 
 def decode_cursor(cursor: str, size: int) -> list[Any]:
     """The sort values inside a cursor; a malformed one is a 422."""
-    from datetime import UTC
 
     try:
         padded = cursor + "=" * (-len(cursor) % 4)

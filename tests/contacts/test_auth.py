@@ -100,6 +100,9 @@ async def test_rate_limit_per_phone_then_window_passes(
     resp = await start(client)
     assert resp.status == 429
     assert int(resp.headers["Retry-After"]) > 0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'touchbase_contacts_otp_requests_total{outcome="sent"} 5.0' in metrics
+    assert 'touchbase_contacts_otp_requests_total{outcome="rate_limited"} 1.0' in metrics
     assert len(notifier.messages) == 5
     # Another phone from the same address is still fine.
     assert (await start(client, "+14155550124")).status == 202
@@ -163,6 +166,8 @@ async def test_refresh_rotation_and_reuse_detection(client: Client, notifier: Fa
     assert resp.status == 401
     resp = await client.post("/v1/auth/refresh", json={"refresh_token": third})
     assert resp.status == 401
+    metrics = await (await client.get("/metrics")).text()
+    assert "touchbase_contacts_refresh_reuse_total 1.0" in metrics
 
     # A separate sign-in (another family) is unaffected.
     other = await sign_in(client, notifier, PHONE)
