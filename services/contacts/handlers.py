@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,7 +41,7 @@ from services.contacts.service import (
 from services.contacts.settings import ContactsSettings
 from shared.errors import PreconditionFailed
 from shared.web.auth import public, require_user
-from shared.web.etag import not_modified
+from shared.web.etag import make_etag, not_modified
 from shared.web.idempotency import StoredResponse, idempotency_key
 from shared.web.keys import SETTINGS
 from shared.web.validation import parse_body, parse_obj, parse_query, read_json
@@ -198,7 +199,12 @@ async def create_contact(request: web.Request) -> web.Response:
         doc = await svc.create_contact(user_id, data)
         return 201, contact_out(doc).model_dump(mode="json")
 
-    return await _idempotent(request, f"contact:{user_id}", body, produce, "/v1/contacts")
+    response = await _idempotent(request, f"contact:{user_id}", body, produce, "/v1/contacts")
+    created = json.loads(response.body) if isinstance(response.body, bytes) else {}
+    if response.status == 201 and "id" in created:
+        # The version a create makes; a replay answers as the first time did.
+        response.headers["ETag"] = make_etag(created["id"], 1)
+    return response
 
 
 async def get_contact(request: web.Request) -> web.Response:

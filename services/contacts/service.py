@@ -339,16 +339,18 @@ class ContactsService:
             conditions.append({"stage": query.stage})
         if query.q:
             needle = normalize_text(query.q)
-            if needle:
-                pattern = re.escape(needle)
-                conditions.append(
-                    {
-                        "$or": [
-                            {"name_norm": {"$regex": pattern}},
-                            {"company_norm": {"$regex": pattern}},
-                        ]
-                    }
-                )
+            if not needle:
+                # Only punctuation: nothing can match it.
+                return ContactPage(items=[], next=None)
+            pattern = re.escape(needle)
+            conditions.append(
+                {
+                    "$or": [
+                        {"name_norm": {"$regex": pattern}},
+                        {"company_norm": {"$regex": pattern}},
+                    ]
+                }
+            )
         if query.cursor:
             sort_name, value, last_id = decode_cursor(query.cursor, 3)
             if sort_name != query.sort or not isinstance(last_id, str):

@@ -36,6 +36,7 @@ async def test_create_read_and_normalise(client: Client, alice: dict[str, Any]) 
     assert resp.status == 201
     contact = await resp.json()
     assert resp.headers["Location"] == f"/v1/contacts/{contact['id']}"
+    created_etag = resp.headers["ETag"]
     assert contact["name"] == "Dana Lee"
     assert contact["phone"] == "+14155550199"
     assert contact["tags"] == ["bni", "insurance"]
@@ -46,6 +47,7 @@ async def test_create_read_and_normalise(client: Client, alice: dict[str, Any]) 
     resp = await client.get(f"/v1/contacts/{contact['id']}", headers=bearer(alice))
     assert resp.status == 200
     etag = resp.headers["ETag"]
+    assert etag == created_etag
     assert await resp.json() == contact
     resp = await client.get(
         f"/v1/contacts/{contact['id']}", headers={**bearer(alice), "If-None-Match": etag}
@@ -152,6 +154,7 @@ async def test_paging_filters_and_search(
     assert await names_for(q="emile") == ["Émile Brun"]
     assert await names_for(q="ZOE") == ["Zoë Adams"]
     assert await names_for(q="acme") == ["Carl Smith"]
+    assert await names_for(q="!!") == []
     assert await names_for(q="dana le") == ["dana lee", "Dana Leroy"]
     assert await names_for(tag="bni") == ["dana lee", "Émile Brun", "Zoë Adams"]
     assert await names_for(tier="B") == ["Dana Leroy", "Émile Brun"]
