@@ -17,6 +17,7 @@ from services.notifier.keys import (
     WORKER,
     WORKER_TASKS,
 )
+from services.notifier.metrics import NotifierMetrics
 from services.notifier.ratelimit import KeyedLimiter, SenderLimits
 from services.notifier.repository import (
     ClaimRepository,
@@ -33,7 +34,7 @@ from services.notifier.worker import SendWorker
 from shared.app import create_base_app
 from shared.clock import Clock
 from shared.http import ServiceClient
-from shared.web.keys import CLOCK, DB
+from shared.web.keys import CLOCK, DB, METRICS
 
 
 def build_transport(settings: NotifierSettings) -> SmsTransport:
@@ -61,6 +62,7 @@ def create_app(
     """Build the notifier application (``transport`` replaces the configured one in tests)."""
     app = create_base_app(settings, clock=clock, index_hooks=(create_indexes,))
     setup_routes(app)
+    metrics = NotifierMetrics.create(app[METRICS])
 
     async def components_ctx(app: web.Application) -> AsyncIterator[None]:
         clock = app[CLOCK]
@@ -105,6 +107,7 @@ def create_app(
             help_contact=settings.help_contact,
             reply_timeout_s=settings.reply_timeout_s,
             limiter=KeyedLimiter(settings.inbound_rate_per_minute, settings.inbound_burst),
+            metrics=metrics,
         )
         app[MESSAGE_SERVICE] = messages
         app[INBOUND_SERVICE] = inbound
@@ -120,6 +123,7 @@ def create_app(
             status_callback_base=(
                 settings.public_base_url.rstrip("/") if settings.public_base_url else None
             ),
+            metrics=metrics,
         )
         try:
             yield

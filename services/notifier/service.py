@@ -15,6 +15,7 @@ from typing import Any
 from twilio.request_validator import RequestValidator
 
 from services.notifier import compliance
+from services.notifier.metrics import NotifierMetrics
 from services.notifier.models import (
     FINAL_STATUSES,
     STATUS_RANK,
@@ -183,6 +184,7 @@ class InboundService:
         help_contact: str,
         reply_timeout_s: float,
         limiter: KeyedLimiter,
+        metrics: NotifierMetrics | None = None,
     ) -> None:
         self.inbound = inbound
         self.suppressions = suppressions
@@ -195,6 +197,7 @@ class InboundService:
         self._help_contact = help_contact
         self._reply_timeout_s = reply_timeout_s
         self._limiter = limiter
+        self._metrics = metrics
 
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         """The X-Twilio-Signature for ``url`` and ``params`` (used by the sandbox)."""
@@ -204,6 +207,8 @@ class InboundService:
         """Raise Forbidden unless ``signature`` is Twilio's signature of this request."""
         if not signature or not self._validator.validate(url, dict(params), signature):
             log.warning("rejected a webhook with an invalid signature")
+            if self._metrics is not None:
+                self._metrics.rejected_webhooks.inc()
             raise Forbidden("invalid Twilio signature")
 
     async def receive(
@@ -256,6 +261,8 @@ class InboundService:
         await self.inbound.update(
             sid, {"state": state, "reply": reply, "updated_at": self._clock.now(), **fields}
         )
+        if self._metrics is not None:
+            self._metrics.inbound.labels(state).inc()
         return InboundResult(reply, state)
 
     async def _decide(self, sms: InboundSms) -> InboundResult:

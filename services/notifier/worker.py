@@ -23,6 +23,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from services.notifier.metrics import NotifierMetrics
 from services.notifier.models import TWILIO_STATUS_MAP, SendOutcome
 from services.notifier.ratelimit import SenderLimits
 from services.notifier.repository import ClaimRepository
@@ -79,6 +80,7 @@ class SendWorker:
         clock: Clock,
         wake: asyncio.Event,
         status_callback_base: str | None,
+        metrics: NotifierMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._messages = messages
@@ -90,6 +92,7 @@ class SendWorker:
         self._clock = clock
         self._wake = wake
         self._callback_base = status_callback_base
+        self._metrics = metrics
         self.owner = uuid.uuid4().hex[:12]
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(settings.send_concurrency)
@@ -224,9 +227,11 @@ class SendWorker:
                 return
             doc = fresh
         if doc.get("expires_at") is not None and doc["expires_at"] <= now:
+            self._count("expired")
             await self._finish(claim_id, message_id, "expired", attempts=attempt - 1)
             return
         if job.opted_out:
+            self._count("suppressed")
             await self._finish(
                 claim_id,
                 message_id,
@@ -291,6 +296,7 @@ class SendWorker:
         message_id = doc["_id"]
         now = self._clock.now()
         verdict = classify(outcome)
+        self._count(verdict)
         errors = {"error_code": outcome.error_code, "error_message": outcome.error_message}
         if verdict == "sent":
             self.sent += 1
@@ -329,6 +335,7 @@ class SendWorker:
         now = self._clock.now()
         if attempt >= self._settings.max_send_attempts:
             final = "possibly_sent" if possibly else "failed"
+            self._count("given_up")
             log.warning("message gave up after %d attempts (%s)", attempt, final)
             await self._repo.raise_status(
                 message_id,
@@ -359,6 +366,10 @@ class SendWorker:
         """Full-jitter exponential backoff before attempt ``attempt + 1``."""
         cap = min(self._settings.retry_max_s, self._settings.retry_base_s * 2 ** (attempt - 1))
         return random.uniform(cap / 2, cap)
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.send_attempts.labels(outcome).inc()
 
     async def _finish(self, claim_id: str, message_id: str, status: str, **fields: Any) -> None:
         # The claim is left as it is: the outcome written on the message is what the reaper

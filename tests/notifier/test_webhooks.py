@@ -101,6 +101,9 @@ async def test_bad_signatures_are_refused_and_nothing_stored(
     ok = await post_signed(client, path, params)
     assert ok.status == 200
     assert ok.content_type == "text/xml"
+    metrics = await (await client.get("/metrics")).text()
+    assert "touchbase_sms_webhook_rejected_total 5.0" in metrics
+    assert 'touchbase_sms_inbound_total{handling="answered"} 1.0' in metrics
 
 
 async def test_signature_is_checked_against_the_public_url_behind_a_proxy(
