@@ -39,9 +39,8 @@ from services.contacts.service import (
     internal_contact_out,
 )
 from services.contacts.settings import ContactsSettings
-from shared.errors import PreconditionFailed
 from shared.web.auth import public, require_user
-from shared.web.etag import make_etag, not_modified
+from shared.web.etag import if_match_tags, make_etag, not_modified
 from shared.web.idempotency import StoredResponse, idempotency_key
 from shared.web.keys import SETTINGS
 from shared.web.validation import parse_body, parse_obj, parse_query, read_json
@@ -67,17 +66,6 @@ def _client_ip(request: web.Request) -> str:
         if first:
             return first[:64]
     return request.remote or "unknown"
-
-
-def _if_match(request: web.Request) -> str | None:
-    """The single strong ETag of If-Match (``*`` means any version, so no check)."""
-    header = request.headers.get("If-Match")
-    if header is None or header.strip() == "*":
-        return None
-    tags = [t.strip() for t in header.split(",") if t.strip()]
-    if len(tags) != 1 or tags[0].startswith("W/"):
-        raise PreconditionFailed("If-Match must name exactly one strong ETag")
-    return tags[0]
 
 
 async def _idempotent(
@@ -220,7 +208,7 @@ async def patch_contact(request: web.Request) -> web.Response:
     user_id = require_user(request)
     data = await parse_body(request, ContactPatch)
     doc = await _svc(request).update_contact(
-        user_id, _path(request, "contact_id"), data, _if_match(request)
+        user_id, _path(request, "contact_id"), data, if_match_tags(request)
     )
     return _contact_response(doc)
 
@@ -228,7 +216,9 @@ async def patch_contact(request: web.Request) -> web.Response:
 async def delete_contact(request: web.Request) -> web.Response:
     """Soft-delete a contact (If-Match honoured)."""
     user_id = require_user(request)
-    await _svc(request).delete_contact(user_id, _path(request, "contact_id"), _if_match(request))
+    await _svc(request).delete_contact(
+        user_id, _path(request, "contact_id"), if_match_tags(request)
+    )
     return web.Response(status=204)
 
 

@@ -368,11 +368,11 @@ class ContactsService:
         return ContactPage(items=[contact_out(d) for d in docs], next=nxt)
 
     async def update_contact(
-        self, user_id: str, contact_id: str, patch: ContactPatch, if_match: str | None
+        self, user_id: str, contact_id: str, patch: ContactPatch, if_match: frozenset[str] | None
     ) -> Document:
-        """Change a live contact; ``if_match`` (an ETag) guards against lost updates."""
+        """Change a live contact; ``if_match`` (acceptable ETags) guards against lost updates."""
         doc = await self.live_contact(user_id, contact_id)
-        if if_match is not None and if_match != contact_etag(doc):
+        if if_match is not None and contact_etag(doc) not in if_match:
             raise PreconditionFailed("the contact has changed since it was read; fetch it again")
         fields: Document = {k: getattr(patch, k) for k in patch.model_fields_set}
         for key in ("name", "stage", "tags"):
@@ -397,10 +397,12 @@ class ContactsService:
             raise PreconditionFailed("the contact changed during the update; fetch it again")
         return await self.contact(user_id, contact_id)
 
-    async def delete_contact(self, user_id: str, contact_id: str, if_match: str | None) -> None:
+    async def delete_contact(
+        self, user_id: str, contact_id: str, if_match: frozenset[str] | None
+    ) -> None:
         """Soft-delete a contact (restorable; its history is kept)."""
         doc = await self.live_contact(user_id, contact_id)
-        if if_match is not None and if_match != contact_etag(doc):
+        if if_match is not None and contact_etag(doc) not in if_match:
             raise PreconditionFailed("the contact has changed since it was read; fetch it again")
         now = self._clock.now()
         await self._change("contact", "delete", user_id, contact_id)

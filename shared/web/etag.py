@@ -33,6 +33,20 @@ def check_if_match(request: web.Request, current: str, *, required: bool = False
     raise PreconditionFailed("the resource has changed since it was read; fetch it again")
 
 
+def if_match_tags(request: web.Request) -> frozenset[str] | None:
+    """The strong tags of If-Match, or None when any version will do (absent or ``*``).
+
+    For services that compare inside their own read-modify-write; weak tags never match.
+    """
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    tags = _tags(header)
+    if "*" in tags:
+        return None
+    return frozenset(tag for tag in tags if not tag.startswith("W/"))
+
+
 def not_modified(request: web.Request, current: str) -> bool:
     """Whether If-None-Match names the current version (answer 304 then)."""
     header = request.headers.get("If-None-Match")

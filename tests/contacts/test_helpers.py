@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 from services.contacts.main import _cleanup_once
 from shared.clock import ControllableClock
 from shared.errors import Conflict, PreconditionFailed, PreconditionRequired, ValidationFailed
-from shared.web.etag import check_if_match, make_etag, not_modified
+from shared.web.etag import check_if_match, if_match_tags, make_etag, not_modified
 from shared.web.idempotency import IdempotencyStore
 from tests.contacts.conftest import START, Client, FakeUpstream
 
@@ -31,6 +31,10 @@ def test_etag_preconditions() -> None:
     with pytest.raises(PreconditionFailed):
         check_if_match(make_mocked_request("PATCH", "/", headers={"If-Match": f"W/{tag}"}), tag)
     assert not_modified(make_mocked_request("GET", "/", headers={"If-None-Match": f"W/{tag}"}), tag)
+    assert if_match_tags(make_mocked_request("PATCH", "/")) is None
+    assert if_match_tags(make_mocked_request("PATCH", "/", headers={"If-Match": "*"})) is None
+    listed = make_mocked_request("PATCH", "/", headers={"If-Match": f'"a-1", {tag}, W/"b-2"'})
+    assert if_match_tags(listed) == {'"a-1"', tag}
     assert not not_modified(make_mocked_request("GET", "/", headers={"If-None-Match": '"x"'}), tag)
 
 
