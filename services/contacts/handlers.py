@@ -61,10 +61,12 @@ def _client_ip(request: web.Request) -> str:
     settings = request.app[SETTINGS]
     assert isinstance(settings, ContactsSettings)
     if settings.trust_forwarded_for:
+        # The right-most entry is the one our proxy appended; anything left of it was sent
+        # by the client and could be forged to dodge the per-address limit.
         forwarded = request.headers.get("X-Forwarded-For", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first[:64]
+        last = forwarded.split(",")[-1].strip()
+        if last:
+            return last[:64]
     return request.remote or "unknown"
 
 

@@ -276,3 +276,17 @@ async def test_concurrent_first_sign_ins_make_one_user(
     assert [r.status for r in answers] == [200, 200]
     users = {(await r.json())["user"]["id"] for r in answers}
     assert len(users) == 1
+
+
+@pytest.mark.parametrize("settings_overrides", [{"otp_max_per_ip": 2, "trust_forwarded_for": True}])
+async def test_rate_limit_uses_the_address_the_proxy_saw(
+    client: Client, notifier: FakeUpstream
+) -> None:
+    # A client cannot dodge the limit by prepending made-up addresses.
+    for i in range(2):
+        headers = {"X-Forwarded-For": f"10.0.0.{i}, 203.0.113.7"}
+        assert (await start(client, f"+1415555014{i}", **headers)).status == 202
+    resp = await start(client, "+14155550149", **{"X-Forwarded-For": "10.9.9.9, 203.0.113.7"})
+    assert resp.status == 429
+    resp = await start(client, "+14155550149", **{"X-Forwarded-For": "203.0.113.8"})
+    assert resp.status == 202
