@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -35,6 +36,8 @@ from shared.app import create_base_app
 from shared.clock import Clock
 from shared.http import ServiceClient
 from shared.web.keys import CLOCK, DB, METRICS
+
+log = logging.getLogger(__name__)
 
 
 def build_transport(settings: NotifierSettings) -> SmsTransport:
@@ -86,6 +89,11 @@ def create_app(
         app[CONTACTS_CLIENT] = clients["contacts"]
         app[REMINDERS_CLIENT] = clients["reminders"]
         sms = transport or build_transport(settings)
+        if sms.name == "twilio" and not settings.public_base_url:
+            log.warning(
+                "PUBLIC_BASE_URL is not set: no status callbacks will be requested, and webhook "
+                "signatures are checked against the URL this process sees"
+            )
         app[TRANSPORT] = sms
         wake = asyncio.Event()
         messages = MessageService(
