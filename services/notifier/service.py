@@ -17,7 +17,6 @@ from twilio.request_validator import RequestValidator
 from services.notifier import compliance
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.models import (
-    FINAL_STATUSES,
     STATUS_RANK,
     TWILIO_STATUS_MAP,
     InboundSms,
@@ -232,8 +231,10 @@ class InboundService:
                 "updated_at": now,
             }
         )
-        if not created:
+        if not created and record.get("state") != "error":
             return await self._repeat(record)
+        # New, or a Twilio retry of a text whose first handling failed (every step is
+        # idempotent: consent changes are states, reminders dedupes by message_sid).
         try:
             result = await self._decide(sms)
         except Exception:
@@ -337,9 +338,9 @@ class InboundService:
             async with asyncio.timeout(self._reply_timeout_s * 2):
                 user = record.get("user_id") or await self._lookup_user(record["from"])
                 if user is None:
-                    await self._finish(sid, "unknown_number", record.get("reply"), tries=tries)
-                    return True
-                answer = await self._ask_reminders(user, record["from"], record["body"], sid)
+                    answer: str | None = compliance.unknown_number_reply(self._program)
+                else:
+                    answer = await self._ask_reminders(user, record["from"], record["body"], sid)
         except (TimeoutError, UpstreamError) as exc:
             if tries >= MAX_DEFERRED_TRIES:
                 log.warning("giving up on a deferred reply after %d tries", tries)
@@ -373,8 +374,3 @@ class InboundService:
             },
         )
         return True
-
-
-def is_final(status: str) -> bool:
-    """Whether a message state never changes again (apart from possibly_sent being confirmed)."""
-    return status in FINAL_STATUSES

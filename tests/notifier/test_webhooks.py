@@ -389,3 +389,47 @@ async def test_sandbox_inbound_goes_through_the_signed_path(
     assert "unsubscribed" in (await stop.json())["reply"]
     bad = await client.post(url, json={"from": "nope", "text": "x"}, headers=service_headers())
     assert bad.status == 422
+
+
+async def test_a_failed_first_handling_is_redone_on_twilio_retry(
+    inbound_app: tuple[TestClient[Any, Any], FakeUpstreams],
+) -> None:
+    client, fake = inbound_app
+    service = client.app[INBOUND_SERVICE]
+    real = service._lookup_user
+    crashes = [RuntimeError("boom")]
+
+    async def flaky(phone: str) -> str | None:
+        if crashes:
+            raise crashes.pop()
+        return await real(phone)
+
+    service._lookup_user = flaky  # type: ignore[method-assign]
+    params = sms_params("MET 3")
+    first = await post_signed(client, "/webhooks/twilio/sms", params)
+    assert first.status == 500
+    retry = await post_signed(client, "/webhooks/twilio/sms", params)
+    assert reply_of(await retry.text()) == "Logged: MET 3 (#1)"
+    assert len(fake.replies) == 1
+
+
+async def test_unknown_number_answered_later_when_contacts_was_down(
+    inbound_app: tuple[TestClient[Any, Any], FakeUpstreams],
+) -> None:
+    client, fake = inbound_app
+    fake.contacts_status = 503
+    params = sms_params("hello", STRANGER)
+    resp = await post_signed(client, "/webhooks/twilio/sms", params)
+    assert reply_of(await resp.text()) == "Got it. We'll text you back shortly."
+    fake.contacts_status = None
+    record = await client.app[INBOUND_SERVICE].inbound.get(params["MessageSid"])
+    assert record is not None
+    await client.app[INBOUND_SERVICE].inbound.update(
+        params["MessageSid"], {"next_try_at": record["received_at"]}
+    )
+    assert await client.app[WORKER].answer_deferred_once() == 1
+    later = await client.app[MESSAGE_SERVICE].messages.recent(user_id=None, status=None, limit=5)
+    assert len(later) == 1
+    assert later[0]["to"] == STRANGER
+    assert "recognise this number" in later[0]["body"]
+    assert fake.replies == []
