@@ -145,8 +145,8 @@ class SendWorker:
         # next poll starts with two seconds of work still queued, so the limiter never starves
         # while a poll scans the queue, and a claim never expires while it waits.
         rate = self._settings.send_rate_per_second
-        ahead = max(1, min(int(rate * 4), int(rate * self._settings.lease_s / 4)))
-        limit = max(min(ahead, 1000), self._settings.send_concurrency)
+        within_lease = max(1, int(rate * self._settings.lease_s / 4))
+        limit = min(max(min(int(rate * 4), 1000), self._settings.send_concurrency), within_lease)
         room = limit - len(self._inflight)
         if room < max(1, limit // 2):
             # Each poll scans the queue; with a backlog, poll again only when half the in-flight

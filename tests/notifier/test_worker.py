@@ -375,3 +375,17 @@ async def test_outcome_write_failure_after_a_send_is_retried(notifier_app: AppFa
     # Recorded as sent after the retry: no reaping, no second send.
     assert (doc["status"], doc["attempts"], doc["possibly_sent"]) == ("sending", 1, False)
     assert len(transport.sends) == 1
+
+
+async def test_slow_senders_claim_only_what_fits_in_a_lease(notifier_app: AppFactory) -> None:
+    transport = RecordingTransport()
+    client = await notifier_app(
+        transport=transport, worker_enabled=False, send_rate_per_second=0.1, lease_s=60
+    )
+    for i in range(3):
+        await queue(client, f"k{i}")
+    worker = client.app[WORKER]
+    # At 0.1 msg/s a second claim would wait 10 s for its token; a quarter lease allows one.
+    assert await worker.poll_once() == 1
+    await worker.drain()
+    assert len(transport.sends) == 1
