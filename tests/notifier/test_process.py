@@ -64,3 +64,42 @@ def test_sandbox_process_end_to_end(mongodb_uri: str, db_name: str, tmp_path: Pa
     assert "123456" not in logs  # one-time codes never reach the logs
     assert "4155550188" not in logs  # phone numbers are masked
     assert "sandbox SMS to" in logs
+
+
+def test_two_processes_share_the_queue_without_double_sends(
+    mongodb_uri: str, db_name: str, tmp_path: Path
+) -> None:
+    env = base_env(
+        mongodb_uri,
+        db_name,
+        twilio_sandbox_auth_token=SANDBOX_TOKEN,
+        poll_interval_s=0.05,
+        send_rate_per_second=100,
+    )
+    first = service_process("notifier", env, tmp_path)
+    second = service_process("notifier", env, tmp_path)
+    first.start()
+    second.start()
+    try:
+        ids = [
+            call(
+                (first if i % 2 else second).url + "/internal/v1/messages",
+                "POST",
+                {"to": f"+1415555{i:04d}", "body": f"nudge {i}", "purpose": "nudge"},
+                **{"Idempotency-Key": f"k{i}"},
+            )["id"]
+            for i in range(30)
+        ]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            items = call(first.url + "/internal/v1/sandbox/outbox?limit=100")["items"]
+            if len(items) == 30:
+                break
+            time.sleep(0.2)
+        assert sorted(m["id"] for m in items) == sorted(ids)
+        assert all(m["attempts"] == 1 for m in items)
+    finally:
+        assert first.stop() == 0
+        assert second.stop() == 0
+    sends = first.logs().count("sandbox SMS to") + second.logs().count("sandbox SMS to")
+    assert sends == 30
