@@ -17,7 +17,10 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 # Anything that looks like a phone number: an optional +, then 9 or more digits possibly split
 # by spaces, dots, dashes or parentheses (over-masking a long id is the safe mistake; 9 keeps
 # dates such as 2026-11-26 readable). Only the last two digits survive.
-_PHONE_RE = re.compile(r"(?<![\w])\+?\(?\d(?:[\s().-]{0,2}\d){8,}")
+_PHONE_RE = re.compile(
+    # Not a date or date-time (2026-11-26, 2026-11-26 05:01): those are kept.
+    r"(?<![\w.-])(?!\d{4}-\d{2}-\d{2})\+?\(?\d(?:[\s().-]{0,2}\d){8,}"
+)
 
 _STANDARD_ATTRS = frozenset(
     vars(logging.makeLogRecord({})).keys() | {"message", "asctime", "taskName"}

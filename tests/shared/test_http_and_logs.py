@@ -130,6 +130,10 @@ async def test_unreachable_upstream_is_an_upstream_error() -> None:
         ("+44 20 7946 0958", "+**********58"),
         ("user 42 has 3 contacts", "user 42 has 3 contacts"),
         ("at 2026-11-26", "at 2026-11-26"),
+        ("next run at: 2026-11-26 05:01:37 UTC", "next run at: 2026-11-26 05:01:37 UTC"),
+        ("to=+14155550123,", "to=+*********23,"),
+        ("phone:+14155550123", "phone:+*********23"),
+        ("id 123456789012", "id +**********12"),
     ],
 )
 def test_phone_numbers_are_masked(text: str, expected: str) -> None:
