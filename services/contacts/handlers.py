@@ -34,9 +34,10 @@ from services.contacts.models import (
 )
 from services.contacts.service import (
     ContactsService,
-    contact_etag,
     contact_out,
+    entity_etag,
     internal_contact_out,
+    referral_out,
 )
 from services.contacts.settings import ContactsSettings
 from shared.web.auth import public, require_user
@@ -168,7 +169,7 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def _contact_response(doc: dict[str, Any], status: int = 200) -> web.Response:
-    return _json(contact_out(doc), status, {"ETag": contact_etag(doc)})
+    return _json(contact_out(doc), status, {"ETag": entity_etag(doc)})
 
 
 async def list_contacts(request: web.Request) -> web.Response:
@@ -200,8 +201,8 @@ async def create_contact(request: web.Request) -> web.Response:
 async def get_contact(request: web.Request) -> web.Response:
     """One contact (with its ETag)."""
     doc = await _svc(request).contact(require_user(request), _path(request, "contact_id"))
-    if not_modified(request, contact_etag(doc)):
-        return web.Response(status=304, headers={"ETag": contact_etag(doc)})
+    if not_modified(request, entity_etag(doc)):
+        return web.Response(status=304, headers={"ETag": entity_etag(doc)})
     return _contact_response(doc)
 
 
@@ -297,15 +298,22 @@ async def create_referral(request: web.Request) -> web.Response:
 
 
 async def get_referral(request: web.Request) -> web.Response:
-    """One referral."""
-    return _json(await _svc(request).referral(require_user(request), _path(request, "referral_id")))
+    """One referral (with its ETag)."""
+    doc = await _svc(request).referral_doc(require_user(request), _path(request, "referral_id"))
+    etag = entity_etag(doc)
+    if not_modified(request, etag):
+        return web.Response(status=304, headers={"ETag": etag})
+    return _json(referral_out(doc), headers={"ETag": etag})
 
 
 async def patch_referral(request: web.Request) -> web.Response:
-    """Move a referral along its pipeline."""
+    """Move a referral along its pipeline (If-Match honoured)."""
     user_id = require_user(request)
     data = await parse_body(request, ReferralPatch)
-    return _json(await _svc(request).update_referral(user_id, _path(request, "referral_id"), data))
+    doc = await _svc(request).update_referral(
+        user_id, _path(request, "referral_id"), data, if_match_tags(request)
+    )
+    return _json(referral_out(doc), headers={"ETag": entity_etag(doc)})
 
 
 async def delete_referral(request: web.Request) -> web.Response:

@@ -257,6 +257,20 @@ class OwnedRepository:
         """Set fields of one of the user's documents."""
         await self._col.update_one({"_id": entity_id, "user_id": user_id}, {"$set": fields})
 
+    async def update_versioned(
+        self, user_id: str, entity_id: str, version: int, fields: Document
+    ) -> bool:
+        """Set fields if the document is still at ``version``; bumps the version.
+
+        On MongoDB the version condition makes this a compare-and-set; FerretDB v1 evaluates it
+        read-then-write, so two racing writers there may both succeed (last one wins).
+        """
+        result = await self._col.update_one(
+            {"_id": entity_id, "user_id": user_id, "version": version},
+            {"$set": fields, "$inc": {"version": 1}},
+        )
+        return result.matched_count == 1
+
     async def delete(self, user_id: str, entity_id: str) -> bool:
         """Remove one of the user's documents; False if it was not there."""
         result = await self._col.delete_one({"_id": entity_id, "user_id": user_id})
@@ -292,20 +306,6 @@ class ContactRepository(OwnedRepository):
     """Contacts."""
 
     collection = CONTACTS
-
-    async def update_versioned(
-        self, user_id: str, contact_id: str, version: int, fields: Document
-    ) -> bool:
-        """Set fields if the contact is still at ``version``; bumps the version.
-
-        On MongoDB the version condition makes this a compare-and-set; FerretDB v1 evaluates it
-        read-then-write, so two racing writers there may both succeed (last one wins).
-        """
-        result = await self._col.update_one(
-            {"_id": contact_id, "user_id": user_id, "version": version},
-            {"$set": fields, "$inc": {"version": 1}},
-        )
-        return result.matched_count == 1
 
     async def bump(self, user_id: str, contact_id: str, fields: Document) -> None:
         """Set derived fields (counters) and bump the version."""

@@ -78,7 +78,7 @@ ROUTES: tuple[Route, ...] = (
           tag="referrals", headers=IDEM, errors=(409,)),
     Route("GET", "/v1/referrals/{referral_id}", h.get_referral, m.Referral, tag="referrals"),
     Route("PATCH", "/v1/referrals/{referral_id}", h.patch_referral, m.Referral, 200,
-          m.ReferralPatch, tag="referrals", errors=(409,)),
+          m.ReferralPatch, tag="referrals", headers=MATCH, errors=(409, 412)),
     Route("DELETE", "/v1/referrals/{referral_id}", h.delete_referral, None, 204,
           tag="referrals"),
     # Service-to-service API (docs/internal-api.md).

@@ -178,8 +178,8 @@ def referral_out(doc: Document) -> Referral:
     )
 
 
-def contact_etag(doc: Document) -> str:
-    """The ETag of a contact's current version."""
+def entity_etag(doc: Document) -> str:
+    """The ETag of a versioned document's current version (contacts, referrals)."""
     return make_etag(doc["_id"], int(doc.get("version", 1)))
 
 
@@ -372,7 +372,7 @@ class ContactsService:
     ) -> Document:
         """Change a live contact; ``if_match`` (acceptable ETags) guards against lost updates."""
         doc = await self.live_contact(user_id, contact_id)
-        if if_match is not None and contact_etag(doc) not in if_match:
+        if if_match is not None and entity_etag(doc) not in if_match:
             raise PreconditionFailed("the contact has changed since it was read; fetch it again")
         fields: Document = {k: getattr(patch, k) for k in patch.model_fields_set}
         for key in ("name", "stage", "tags"):
@@ -402,7 +402,7 @@ class ContactsService:
     ) -> None:
         """Soft-delete a contact (restorable; its history is kept)."""
         doc = await self.live_contact(user_id, contact_id)
-        if if_match is not None and contact_etag(doc) not in if_match:
+        if if_match is not None and entity_etag(doc) not in if_match:
             raise PreconditionFailed("the contact has changed since it was read; fetch it again")
         now = self._clock.now()
         await self._change("contact", "delete", user_id, contact_id)
@@ -564,18 +564,23 @@ class ContactsService:
             "currency": None,
             "created_at": now,
             "updated_at": now,
+            "version": 1,
         }
         await self._change("referral", "upsert", user_id, doc["_id"])
         await self._referrals.insert(doc)
         await self._recount(user_id, data.contact_id)
         return referral_out(doc)
 
-    async def referral(self, user_id: str, referral_id: str) -> Referral:
-        """One of the user's referrals, or 404."""
+    async def referral_doc(self, user_id: str, referral_id: str) -> Document:
+        """One of the user's referral documents, or 404."""
         doc = await self._referrals.get(user_id, referral_id)
         if doc is None:
             raise NotFound("no such referral")
-        return referral_out(doc)
+        return doc
+
+    async def referral(self, user_id: str, referral_id: str) -> Referral:
+        """One of the user's referrals, or 404."""
+        return referral_out(await self.referral_doc(user_id, referral_id))
 
     async def list_referrals(self, user_id: str, query: ReferralQuery) -> ReferralPage:
         """The user's referrals, newest first."""
@@ -601,12 +606,16 @@ class ContactsService:
         return ReferralPage(items=[referral_out(d) for d in docs], next=nxt)
 
     async def update_referral(
-        self, user_id: str, referral_id: str, patch: ReferralPatch
-    ) -> Referral:
+        self,
+        user_id: str,
+        referral_id: str,
+        patch: ReferralPatch,
+        if_match: frozenset[str] | None = None,
+    ) -> Document:
         """Move a referral forward in its pipeline (open → contacted → meeting → won | lost)."""
-        doc = await self._referrals.get(user_id, referral_id)
-        if doc is None:
-            raise NotFound("no such referral")
+        doc = await self.referral_doc(user_id, referral_id)
+        if if_match is not None and entity_etag(doc) not in if_match:
+            raise PreconditionFailed("the referral has changed since it was read; fetch it again")
         fields: Document = {k: getattr(patch, k) for k in patch.model_fields_set}
         if "status" in fields and fields["status"] is None:
             raise _invalid("status", "may not be null")
@@ -626,11 +635,15 @@ class ContactsService:
         if final_status != "won" and value is not None:
             raise _invalid("value", "only a won referral has a value")
         if not fields:
-            return referral_out(doc)
+            return doc
         fields["updated_at"] = now
         await self._change("referral", "upsert", user_id, referral_id)
-        await self._referrals.set(user_id, referral_id, fields)
-        return await self.referral(user_id, referral_id)
+        # The version guard keeps two racing moves from both applying (on MongoDB).
+        if not await self._referrals.update_versioned(
+            user_id, referral_id, int(doc.get("version", 1)), fields
+        ):
+            raise PreconditionFailed("the referral changed during the update; fetch it again")
+        return await self.referral_doc(user_id, referral_id)
 
     async def delete_referral(self, user_id: str, referral_id: str) -> None:
         """Remove a referral (UNDO) and restore its contact's counters."""

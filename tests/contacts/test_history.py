@@ -126,9 +126,17 @@ async def test_referral_pipeline(
     assert got["referrals_given"] == 1
 
     path = f"/v1/referrals/{ref['id']}"
+    first_etag = (await client.get(path, headers=bearer(alice))).headers["ETag"]
     clock.advance(timedelta(days=2))
-    resp = await client.patch(path, json={"status": "meeting"}, headers=bearer(alice))
+    resp = await client.patch(
+        path, json={"status": "meeting"}, headers={**bearer(alice), "If-Match": first_etag}
+    )
     assert resp.status == 200
+    assert resp.headers["ETag"] != first_etag
+    stale = await client.patch(
+        path, json={"status": "lost"}, headers={**bearer(alice), "If-Match": first_etag}
+    )
+    assert stale.status == 412
     assert (await resp.json())["status_times"]["meeting"] == "2026-03-04T09:00:00Z"
     resp = await client.patch(path, json={"status": "won"}, headers=bearer(alice))
     assert resp.status == 422  # needs value and currency
