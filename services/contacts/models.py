@@ -12,7 +12,8 @@ import phonenumbers
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 Tier = Literal["A", "B", "C"]
-Stage = Literal["met", "one_to_one", "referral_partner", "power_partner", "client", "dormant"]
+# The relationship ladder of referral networking: know → like → trust → referral partner.
+Stage = Literal["know", "like", "trust", "referral_partner"]
 InteractionKind = Literal[
     "one_to_one", "coffee", "call", "meeting", "event", "message", "email", "note"
 ]
@@ -72,6 +73,18 @@ def _birthday(value: str) -> str:
     return value
 
 
+def _day(value: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("use YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("not a calendar date") from None
+    if not 1900 <= day.year <= 2100:
+        raise ValueError("year out of range")
+    return value
+
+
 def _region(value: str) -> str:
     if value not in phonenumbers.SUPPORTED_REGIONS:
         raise ValueError("not a supported ISO 3166 region code")
@@ -96,6 +109,8 @@ def normalize_phone(raw: str, region: str | None) -> str:
 
 
 TimeZoneName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_time_zone)]
+# A calendar day, kept as its ISO string (BSON has no date-only type).
+Day = Annotated[str, StringConstraints(max_length=10), AfterValidator(_day)]
 Birthday = Annotated[str, StringConstraints(max_length=10), AfterValidator(_birthday)]
 Region = Annotated[str, StringConstraints(min_length=2, max_length=2), AfterValidator(_region)]
 Text = Annotated[str, AfterValidator(_no_controls)]
@@ -116,6 +131,9 @@ Email = Annotated[
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Id = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Locale = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]
+Label = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+MAX_PHONES = 10
+MAX_EMAILS = 10
 
 
 class Strict(BaseModel):
@@ -202,17 +220,34 @@ class MePatch(Strict):
 # --- contacts ---------------------------------------------------------------------------------
 
 
+class PhoneIn(Strict):
+    """A phone number of a contact as typed, read in the user's region when it has no ``+``."""
+
+    number: PhoneInput
+    label: Label | None = None
+
+
+class Met(Strict):
+    """How, where and when the user met a contact (every part optional)."""
+
+    how: ShortText | None = None
+    where: ShortText | None = None
+    on: Day | None = None
+
+
 class ContactCreate(Strict):
     """A new contact."""
 
     name: Name
     company: ShortText | None = None
     title: ShortText | None = None
-    phone: PhoneInput | None = None
-    email: Email | None = None
+    profession: ShortText | None = None
+    phones: list[PhoneIn] = Field(default_factory=list, max_length=MAX_PHONES)
+    emails: list[Email] = Field(default_factory=list, max_length=MAX_EMAILS)
+    met: Met | None = None
     tier: Tier | None = None
     cadence_days: int | None = Field(default=None, ge=1, le=730)
-    stage: Stage = "met"
+    stage: Stage = "know"
     tags: list[Tag] = Field(default_factory=list, max_length=20)
     notes: LongText | None = None
     birthday: Birthday | None = None
@@ -220,13 +255,18 @@ class ContactCreate(Strict):
 
 
 class ContactPatch(Strict):
-    """Changes to a contact; a field set to null is cleared (except ``name`` and ``stage``)."""
+    """Changes to a contact; a field set to null is cleared (except ``name`` and ``stage``).
+
+    ``phones``, ``emails``, ``tags`` and ``met`` are replaced as a whole; null empties them.
+    """
 
     name: Name | None = None
     company: ShortText | None = None
     title: ShortText | None = None
-    phone: PhoneInput | None = None
-    email: Email | None = None
+    profession: ShortText | None = None
+    phones: list[PhoneIn] | None = Field(default=None, max_length=MAX_PHONES)
+    emails: list[Email] | None = Field(default=None, max_length=MAX_EMAILS)
+    met: Met | None = None
     tier: Tier | None = None
     cadence_days: int | None = Field(default=None, ge=1, le=730)
     stage: Stage | None = None
@@ -249,6 +289,21 @@ class ContactQuery(Strict):
     deleted: bool = False
 
 
+class Phone(Out):
+    """A contact's phone number in E.164, with an optional label (mobile, office...)."""
+
+    number: str
+    label: str | None
+
+
+class MetOut(Out):
+    """How, where and when the user met the contact."""
+
+    how: str | None
+    where: str | None
+    on: date | None
+
+
 class Contact(Out):
     """A contact as the app sees it."""
 
@@ -256,8 +311,10 @@ class Contact(Out):
     name: str
     company: str | None
     title: str | None
-    phone: str | None
-    email: str | None
+    profession: str | None
+    phones: list[Phone]
+    emails: list[str]
+    met: MetOut | None
     tier: Tier | None
     cadence_days: int | None
     stage: Stage

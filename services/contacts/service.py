@@ -104,8 +104,10 @@ def contact_out(doc: Document) -> Contact:
         name=doc["name"],
         company=doc.get("company"),
         title=doc.get("title"),
-        phone=doc.get("phone"),
-        email=doc.get("email"),
+        profession=doc.get("profession"),
+        phones=doc.get("phones", []),
+        emails=doc.get("emails", []),
+        met=doc.get("met"),
         tier=doc.get("tier"),
         cadence_days=doc.get("cadence_days"),
         stage=doc["stage"],
@@ -275,22 +277,35 @@ class ContactsService:
 
     # --- contacts -----------------------------------------------------------------------------
 
-    async def _phone(self, user_id: str, raw: str) -> str:
-        user = await self.user(user_id)
-        try:
-            return normalize_phone(raw, user["region"])
-        except ValueError as exc:
-            raise _invalid("phone", str(exc)) from None
+    async def _contact_fields(self, user_id: str, fields: Document) -> Document:
+        """Normalise list and nested fields of a create or patch into their stored form."""
+        if fields.get("phones") is not None:
+            region = (await self.user(user_id))["region"]
+            phones: list[Document] = []
+            seen: set[str] = set()
+            for index, entry in enumerate(fields["phones"]):
+                try:
+                    number = normalize_phone(entry["number"], region)
+                except ValueError as exc:
+                    raise _invalid(f"phones.{index}.number", str(exc)) from None
+                if number not in seen:  # the first label of a repeated number wins
+                    seen.add(number)
+                    phones.append({"number": number, "label": entry.get("label")})
+            fields["phones"] = phones
+        if fields.get("emails") is not None:
+            by_key: dict[str, str] = {}
+            for email in fields["emails"]:
+                by_key.setdefault(email.casefold(), email)
+            fields["emails"] = list(by_key.values())
+        if fields.get("tags") is not None:
+            fields["tags"] = sorted(set(fields["tags"]))
+        return fields
 
     async def create_contact(self, user_id: str, data: ContactCreate) -> Document:
         """Add a contact to the user's book."""
         now = self._clock.now()
-        fields = data.model_dump()
-        if data.phone is not None:
-            fields["phone"] = await self._phone(user_id, data.phone)
-        else:
-            await self.user(user_id)
-        fields["tags"] = sorted(set(data.tags))
+        await self.user(user_id)
+        fields = await self._contact_fields(user_id, data.model_dump())
         doc: Document = {
             "_id": new_id(),
             "user_id": user_id,
@@ -374,14 +389,14 @@ class ContactsService:
         doc = await self.live_contact(user_id, contact_id)
         if if_match is not None and entity_etag(doc) not in if_match:
             raise PreconditionFailed("the contact has changed since it was read; fetch it again")
-        fields: Document = {k: getattr(patch, k) for k in patch.model_fields_set}
-        for key in ("name", "stage", "tags"):
+        fields: Document = patch.model_dump(include=patch.model_fields_set)
+        for key in ("name", "stage"):
             if key in fields and fields[key] is None:
                 raise _invalid(key, "may not be null")
-        if fields.get("phone") is not None:
-            fields["phone"] = await self._phone(user_id, fields["phone"])
-        if "tags" in fields:
-            fields["tags"] = sorted(set(fields["tags"]))
+        for key in ("phones", "emails", "tags"):
+            if key in fields and fields[key] is None:
+                fields[key] = []
+        fields = await self._contact_fields(user_id, fields)
         if "name" in fields:
             fields["name_norm"] = normalize_text(fields["name"])
         if "company" in fields:

@@ -24,7 +24,11 @@ async def test_create_read_and_normalise(client: Client, alice: dict[str, Any]) 
         json={
             "name": "  Dana Lee ",
             "company": "Lee Insurance",
-            "phone": "(415) 555-0199",
+            "phones": [{"number": "(415) 555-0199", "label": "mobile"}],
+            "emails": ["dana@lee.example"],
+            "profession": "Insurance broker",
+            "met": {"how": "BNI visitor day", "where": "Chapter Downtown", "on": "2026-02-10"},
+            "stage": "like",
             "tier": "A",
             "tags": ["Insurance", "bni", "insurance"],
             "birthday": "02-29",
@@ -38,7 +42,15 @@ async def test_create_read_and_normalise(client: Client, alice: dict[str, Any]) 
     assert resp.headers["Location"] == f"/v1/contacts/{contact['id']}"
     created_etag = resp.headers["ETag"]
     assert contact["name"] == "Dana Lee"
-    assert contact["phone"] == "+14155550199"
+    assert contact["phones"] == [{"number": "+14155550199", "label": "mobile"}]
+    assert contact["emails"] == ["dana@lee.example"]
+    assert contact["profession"] == "Insurance broker"
+    assert contact["met"] == {
+        "how": "BNI visitor day",
+        "where": "Chapter Downtown",
+        "on": "2026-02-10",
+    }
+    assert contact["stage"] == "like"
     assert contact["tags"] == ["bni", "insurance"]
     assert contact["interaction_count"] == 0
     assert contact["deleted"] is False
@@ -56,8 +68,95 @@ async def test_create_read_and_normalise(client: Client, alice: dict[str, Any]) 
 
 
 async def test_phone_uses_the_users_region(client: Client, bob: dict[str, Any]) -> None:
-    contact = await create(client, bob, name="Élodie Martin", phone="06 98 76 54 32")
-    assert contact["phone"] == "+33698765432"
+    contact = await create(
+        client,
+        bob,
+        name="Élodie Martin",
+        phones=[
+            {"number": "06 98 76 54 32"},
+            {"number": "+1 415 555 0199", "label": "US office"},
+            {"number": "0698765432", "label": "duplicate"},
+        ],
+        emails=["elodie@example.fr", "ELODIE@example.fr", "e.martin@example.com"],
+    )
+    # Numbers without "+" are read in the user's region (FR); a repeated number is kept once.
+    assert contact["phones"] == [
+        {"number": "+33698765432", "label": None},
+        {"number": "+14155550199", "label": "US office"},
+    ]
+    assert contact["emails"] == ["elodie@example.fr", "e.martin@example.com"]
+    assert contact["stage"] == "know"
+    assert contact["met"] is None
+    assert contact["profession"] is None
+
+
+async def test_list_fields_patch_and_clear(client: Client, alice: dict[str, Any]) -> None:
+    contact = await create(
+        client, alice, name="Dana", phones=[{"number": "4155550199"}], emails=["d@x.example"]
+    )
+    path = f"/v1/contacts/{contact['id']}"
+    resp = await client.patch(
+        path,
+        json={
+            "phones": [{"number": "415-555-0142", "label": "home"}],
+            "met": {"how": "referral from Sam"},
+            "profession": "Accountant",
+            "stage": "trust",
+        },
+        headers=bearer(alice),
+    )
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["phones"] == [{"number": "+14155550142", "label": "home"}]
+    assert body["emails"] == ["d@x.example"]
+    assert body["met"] == {"how": "referral from Sam", "where": None, "on": None}
+    assert body["profession"] == "Accountant"
+    assert body["stage"] == "trust"
+
+    # An invalid second number refuses the whole patch, naming the entry.
+    resp = await client.patch(
+        path,
+        json={"phones": [{"number": "4155550100"}, {"number": "12345"}], "profession": "X"},
+        headers=bearer(alice),
+    )
+    assert resp.status == 422
+    problem = await resp.json()
+    assert [e["field"] for e in problem["errors"]] == ["phones.1.number"]
+    assert (await (await client.get(path, headers=bearer(alice))).json()) == body
+
+    resp = await client.patch(
+        path,
+        json={"phones": None, "emails": [], "met": None, "profession": None},
+        headers=bearer(alice),
+    )
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["phones"], body["emails"], body["met"], body["profession"]) == ([], [], None, None)
+
+
+async def test_stage_filter_uses_the_relationship_ladder(
+    client: Client, alice: dict[str, Any]
+) -> None:
+    for name, stage in (
+        ("Ann", "know"),
+        ("Ben", "like"),
+        ("Cy", "trust"),
+        ("Di", "referral_partner"),
+    ):
+        await create(client, alice, name=name, stage=stage)
+    for stage, expected in (("know", ["Ann"]), ("referral_partner", ["Di"]), ("trust", ["Cy"])):
+        resp = await client.get("/v1/contacts", params={"stage": stage}, headers=bearer(alice))
+        assert [c["name"] for c in (await resp.json())["items"]] == expected
+    for old in ("met", "one_to_one", "power_partner", "client", "dormant"):
+        resp = await client.get("/v1/contacts", params={"stage": old}, headers=bearer(alice))
+        assert resp.status == 422, old
+    stats = await (await client.get("/v1/stats", headers=bearer(alice))).json()
+    assert stats["contacts"]["by_stage"] == {
+        "know": 1,
+        "like": 1,
+        "trust": 1,
+        "referral_partner": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -67,16 +166,29 @@ async def test_phone_uses_the_users_region(client: Client, bob: dict[str, Any]) 
         ({"name": ""}, "name"),
         ({"name": "x" * 201}, "name"),
         ({"name": "A", "unknown": 1}, "unknown"),
-        ({"name": "A", "phone": "12345"}, "phone"),
+        ({"name": "A", "phones": [{"number": "12345"}]}, "phones.0.number"),
+        ({"name": "A", "phones": ["+14155550199"]}, "phones.0"),
+        ({"name": "A", "phones": [{"number": "+14155550199", "label": ""}]}, "phones.0.label"),
+        ({"name": "A", "phones": [{"number": "+14155550199", "x": 1}]}, "phones.0.x"),
+        ({"name": "A", "phones": [{"number": "+14155550199"}] * 11}, "phones"),
+        ({"name": "A", "phone": "+14155550199"}, "phone"),
+        ({"name": "A", "emails": ["ok@x.example", "nope"]}, "emails.1"),
+        ({"name": "A", "emails": "a@x.example"}, "emails"),
+        ({"name": "A", "met": {"on": "2026-02-30"}}, "met.on"),
+        ({"name": "A", "met": {"on": 20260210}}, "met.on"),
+        ({"name": "A", "met": {"with": "x"}}, "met.with"),
+        ({"name": "A", "met": "at BNI"}, "met"),
+        ({"name": "A", "profession": "x" * 201}, "profession"),
         ({"name": "A", "time_zone": "Europe/Atlantis"}, "time_zone"),
         ({"name": "A", "time_zone": "../../etc/passwd"}, "time_zone"),
         ({"name": "A", "birthday": "02-30"}, "birthday"),
         ({"name": "A", "birthday": "1990-13-01"}, "birthday"),
         ({"name": "A", "tier": "Z"}, "tier"),
         ({"name": "A", "cadence_days": 0}, "cadence_days"),
-        ({"name": "A", "email": "not-an-email"}, "email"),
+        ({"name": "A", "email": "a@x.example"}, "email"),
         ({"name": "A", "tags": ["ok"] * 21}, "tags"),
         ({"name": "A", "stage": "friend"}, "stage"),
+        ({"name": "A", "stage": "power_partner"}, "stage"),
         ({"name": "A\x00B"}, "name"),
     ],
 )
@@ -211,7 +323,7 @@ async def test_patch_with_etags(client: Client, alice: dict[str, Any]) -> None:
     resp = await client.delete(path, headers={**bearer(alice), "If-Match": etag})
     assert resp.status == 412
 
-    for bad in ({"name": None}, {"stage": None}, {"phone": "1"}, {"id": "x"}):
+    for bad in ({"name": None}, {"stage": None}, {"phones": [{"number": "1"}]}, {"id": "x"}):
         resp = await client.patch(path, json=bad, headers=bearer(alice))
         assert resp.status == 422, bad
     resp = await client.patch(path, json={"name": "Dana Lee-Park"}, headers=bearer(alice))
