@@ -19,7 +19,8 @@ InteractionKind = Literal[
 ]
 ReferralStatus = Literal["open", "contacted", "meeting", "won", "lost"]
 Direction = Literal["given", "received"]
-Temperature = Literal["hot", "warm", "cold"]
+# How warm a referral is, from 1 (a name only) to 5 (ready to buy); no strings or booleans.
+Temperature = Annotated[int, Field(ge=1, le=5, strict=True)]
 ContactSort = Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at",
                       "losing_touch"]  # fmt: skip
 

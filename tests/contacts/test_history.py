@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from shared.clock import ControllableClock
 from tests.contacts.conftest import Client, bearer
 from tests.contacts.test_contacts import create
@@ -114,12 +116,13 @@ async def test_referral_pipeline(
             "contact_id": dana["id"],
             "for_name": "Sam Park",
             "description": "needs home insurance",
-            "temperature": "hot",
+            "temperature": 4,
         },
         headers=bearer(alice),
     )
     assert resp.status == 201
     ref = await resp.json()
+    assert ref["temperature"] == 4
     assert ref["status"] == "open"
     assert set(ref["status_times"]) == {"open"}
     got = await (await client.get(f"/v1/contacts/{dana['id']}", headers=bearer(alice))).json()
@@ -140,6 +143,9 @@ async def test_referral_pipeline(
     assert (await resp.json())["status_times"]["meeting"] == "2026-03-04T09:00:00Z"
     resp = await client.patch(path, json={"status": "won"}, headers=bearer(alice))
     assert resp.status == 422  # needs value and currency
+    resp = await client.patch(path, json={"temperature": 5}, headers=bearer(alice))
+    assert resp.status == 200
+    assert (await resp.json())["temperature"] == 5
     resp = await client.patch(path, json={"status": "open"}, headers=bearer(alice))
     assert resp.status == 409  # backwards
     resp = await client.patch(path, json={"value": 10}, headers=bearer(alice))
@@ -186,3 +192,27 @@ async def test_referral_needs_own_live_contact(
         headers=bearer(alice),
     )
     assert resp.status == 422
+
+
+@pytest.mark.parametrize("temperature", [0, 6, -1, "hot", "3", 3.5, True, [3]])
+async def test_referral_temperature_is_one_to_five(
+    client: Client, alice: dict[str, Any], temperature: Any
+) -> None:
+    dana = await create(client, alice, name="Dana Lee")
+    body = {"direction": "given", "contact_id": dana["id"], "temperature": temperature}
+    resp = await client.post("/v1/referrals", json=body, headers=bearer(alice))
+    assert resp.status == 422, temperature
+    problem = await resp.json()
+    assert [e["field"] for e in problem["errors"]] == ["temperature"]
+    listing = await (await client.get("/v1/referrals", headers=bearer(alice))).json()
+    assert listing["items"] == []
+
+    body["temperature"] = 1
+    created = await (await client.post("/v1/referrals", json=body, headers=bearer(alice))).json()
+    path = f"/v1/referrals/{created['id']}"
+    resp = await client.patch(path, json={"temperature": temperature}, headers=bearer(alice))
+    assert resp.status == 422
+    assert (await (await client.get(path, headers=bearer(alice))).json())["temperature"] == 1
+    resp = await client.patch(path, json={"temperature": None}, headers=bearer(alice))
+    assert resp.status == 200
+    assert (await resp.json())["temperature"] is None
