@@ -103,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         "LOG_FORMAT": "text",
         "HOST": args.host,
     }
+    # Where things are, for the `touchbase` CLI's defaults (removed again on exit).
+    state_file = data_dir / "devstack.json"
+    state_file.write_text(
+        json.dumps({"mongodb_uri": uri, **{f"{k}_url": v for k, v in urls.items()}})
+    )
     running: list[_Running] = []
     stopping = False
 
@@ -161,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         print("touchbase: stopping...", flush=True)
+        state_file.unlink(missing_ok=True)
         _stop_all(running, db)
 
 
