@@ -17,6 +17,7 @@ Stage = Literal["know", "like", "trust", "referral_partner"]
 InteractionKind = Literal[
     "one_to_one", "coffee", "call", "meeting", "event", "message", "email", "note"
 ]
+InteractionSource = Literal["app", "sms", "api"]
 ReferralStatus = Literal["open", "contacted", "meeting", "won", "lost"]
 Direction = Literal["given", "received"]
 # How warm a referral is, from 1 (a name only) to 5 (ready to buy); no strings or booleans.
@@ -368,13 +369,15 @@ class InteractionCreate(Strict):
     occurred_at: AwareDatetime | None = None
     notes: LongText | None = None
     next_action: MediumText | None = None
-    source: Literal["app", "sms"] = "app"
+    # The app's own entries, or "api" for other clients of the public API; "sms" is reserved
+    # for the internal API, which logs what a user texted.
+    source: Literal["app", "api"] = "app"
 
 
 class InternalInteractionCreate(InteractionCreate):
     """An interaction logged on the user's behalf by another service (from an SMS reply)."""
 
-    source: Literal["app", "sms"] = "sms"
+    source: InteractionSource = "sms"  # type: ignore[assignment]
 
 
 class Interaction(Out):
@@ -387,7 +390,7 @@ class Interaction(Out):
     occurred_at: datetime
     notes: str | None
     next_action: str | None
-    source: str
+    source: InteractionSource
     created_at: datetime
 
 

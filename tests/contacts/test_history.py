@@ -216,3 +216,20 @@ async def test_referral_temperature_is_one_to_five(
     resp = await client.patch(path, json={"temperature": None}, headers=bearer(alice))
     assert resp.status == 200
     assert (await resp.json())["temperature"] is None
+
+
+async def test_interaction_source_on_the_public_api(client: Client, alice: dict[str, Any]) -> None:
+    cid = (await create(client, alice, name="Dana Lee"))["id"]
+    resp = await log(client, alice, cid, kind="call", source="api")
+    assert resp.status == 201
+    assert (await resp.json())["source"] == "api"
+    # "sms" is what the internal API records for a texted reply; an app cannot claim it.
+    for bad in ("sms", "carrier", "", None, 1):
+        resp = await log(client, alice, cid, kind="call", source=bad)
+        assert resp.status == 422, bad
+        assert [e["field"] for e in (await resp.json())["errors"]] == ["source"]
+    page = await (
+        await client.get(f"/v1/contacts/{cid}/interactions", headers=bearer(alice))
+    ).json()
+    assert [i["source"] for i in page["items"]] == ["api"]
+
