@@ -390,6 +390,8 @@ class Interaction(Out):
     occurred_at: datetime
     notes: str | None
     next_action: str | None
+    # False when no next action was agreed (a 1-2-1 without one is recorded as such).
+    next_action_agreed: bool
     source: InteractionSource
     created_at: datetime
 

@@ -155,6 +155,7 @@ def interaction_out(doc: Document) -> Interaction:
         occurred_at=doc["occurred_at"].astimezone(UTC),
         notes=doc.get("notes"),
         next_action=doc.get("next_action"),
+        next_action_agreed=doc.get("next_action") is not None,
         source=doc["source"],
         created_at=doc["created_at"].astimezone(UTC),
     )
@@ -497,6 +498,7 @@ class ContactsService:
         await self.live_contact(user_id, contact_id)
         now = self._clock.now()
         occurred = data.occurred_at.astimezone(UTC) if data.occurred_at else now
+        next_action = data.next_action or None
         # Only the app's own entries are checked against this clock: another service stamps
         # with its own, and in test mode the two clocks may be moved independently.
         if not trusted_time and occurred > now + MAX_FUTURE:
@@ -508,7 +510,10 @@ class ContactsService:
             "kind": data.kind,
             "occurred_at": occurred,
             "notes": data.notes,
-            "next_action": data.next_action,
+            # Blank means none agreed: stored as null with an explicit flag, so a 1-2-1
+            # without a next action is on record as such (and reminders can follow it up).
+            "next_action": next_action,
+            "next_action_agreed": next_action is not None,
             "source": data.source,
             "created_at": now,
         }
@@ -730,7 +735,9 @@ class ContactsService:
         contacts = await self._contacts.find(
             {"user_id": user_id, "deleted": False}, {"tier": 1, "stage": 1, "due_at": 1}
         )
-        items = await self._interactions.find({"user_id": user_id}, {"kind": 1, "occurred_at": 1})
+        items = await self._interactions.find(
+            {"user_id": user_id}, {"kind": 1, "occurred_at": 1, "next_action": 1}
+        )
         refs = await self._referrals.find(
             {"user_id": user_id}, {"direction": 1, "status": 1, "value": 1, "currency": 1}
         )
@@ -750,6 +757,9 @@ class ContactsService:
                 "total": len(items),
                 "last_30_days": sum(1 for i in items if i["occurred_at"] >= month_ago),
                 "by_kind": dict(Counter(i["kind"] for i in items)),
+                "one_to_ones_without_next_action": sum(
+                    1 for i in items if i["kind"] == "one_to_one" and i.get("next_action") is None
+                ),
             },
             referrals={
                 "given": sum(1 for r in refs if r["direction"] == "given"),

@@ -233,3 +233,30 @@ async def test_interaction_source_on_the_public_api(client: Client, alice: dict[
     ).json()
     assert [i["source"] for i in page["items"]] == ["api"]
 
+
+async def test_a_one_to_one_without_next_action_is_recorded_as_such(
+    client: Client, alice: dict[str, Any]
+) -> None:
+    cid = (await create(client, alice, name="Dana Lee"))["id"]
+    with_action = await (
+        await log(client, alice, cid, kind="one_to_one", next_action=" send the intro ")
+    ).json()
+    assert with_action["next_action"] == "send the intro"
+    assert with_action["next_action_agreed"] is True
+    for body in ({}, {"next_action": None}, {"next_action": "   "}):
+        resp = await log(client, alice, cid, kind="one_to_one", **body)
+        assert resp.status == 201, body
+        item = await resp.json()
+        assert item["next_action"] is None
+        assert item["next_action_agreed"] is False
+    resp = await log(client, alice, cid, kind="one_to_one", next_action="x" * 501)
+    assert resp.status == 422
+    resp = await log(client, alice, cid, kind="one_to_one", next_action_agreed=True)
+    assert resp.status == 422  # derived from next_action, never sent
+    page = await (
+        await client.get(f"/v1/contacts/{cid}/interactions", headers=bearer(alice))
+    ).json()
+    assert [i["next_action_agreed"] for i in page["items"]].count(False) == 3
+    stats = await (await client.get("/v1/stats", headers=bearer(alice))).json()
+    assert stats["interactions"]["one_to_ones_without_next_action"] == 3
+    assert stats["interactions"]["by_kind"] == {"one_to_one": 4}

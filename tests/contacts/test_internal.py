@@ -235,3 +235,33 @@ async def test_on_behalf_entries_keep_the_callers_time(
     assert contact["last_interaction_at"] == "2026-03-20T10:00:00Z"
     resp = await client.post(path, json={"kind": "call", "source": "carrier"}, headers=service())
     assert resp.status == 422
+
+
+async def test_on_behalf_sources_and_next_action_in_the_feed(
+    client: Client, alice: dict[str, Any]
+) -> None:
+    uid = alice["user"]["id"]
+    dana = await create(client, alice, name="Dana Lee")
+    path = f"/internal/v1/users/{uid}/contacts/{dana['id']}/interactions"
+    resp = await client.post(path, json={"kind": "one_to_one"}, headers=service())
+    assert resp.status == 201
+    bare = await resp.json()
+    assert (bare["source"], bare["next_action"], bare["next_action_agreed"]) == ("sms", None, False)
+    resp = await client.post(path, json={"kind": "call", "source": "api"}, headers=service())
+    assert (await resp.json())["source"] == "api"
+    resp = await client.post(
+        path, json={"kind": "one_to_one", "next_action": "intro to Sam"}, headers=service()
+    )
+    agreed = await resp.json()
+    assert agreed["next_action_agreed"] is True
+    for bad in ("SMS", "email", None):
+        resp = await client.post(path, json={"kind": "call", "source": bad}, headers=service())
+        assert resp.status == 422, bad
+
+    feed = await read_feed(client)
+    entities = {c["entity_id"]: c["entity"] for c in feed["changes"] if c["kind"] == "interaction"}
+    assert entities[bare["id"]]["next_action"] is None
+    assert entities[bare["id"]]["next_action_agreed"] is False
+    assert entities[bare["id"]]["source"] == "sms"
+    assert entities[agreed["id"]]["next_action_agreed"] is True
+    assert len(entities) == 3
