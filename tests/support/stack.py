@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,11 @@ class Stack:
         """Call a service's internal API with a service token; returns (status, decoded body)."""
         token = issue_service_token(INTERNAL_SECRET, caller, name)
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        if method == "POST":
+            headers["Idempotency-Key"] = uuid.uuid4().hex
         request = urllib.request.Request(
-            self.url(name) + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            self.url(name) + path, data=data, method=method, headers=headers
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as resp:
