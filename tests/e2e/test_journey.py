@@ -46,7 +46,7 @@ class Http:
             return exc.code, json.loads(raw) if raw else None
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
+def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
     """Poll ``check`` until it returns something truthy."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
