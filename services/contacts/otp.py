@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.contacts.models import OtpStarted, TokenPair, normalize_phone
 from services.contacts.repository import AuthRepository, ChangeRepository, UserRepository
-from services.contacts.service import user_out
+from services.contacts.service import role_for, user_out
 from services.contacts.settings import ContactsSettings
-from shared.auth import Role, issue_access_token
+from shared.auth import issue_access_token
 from shared.clock import Clock
 from shared.errors import TooManyRequests, Unauthorized, UpstreamError, ValidationFailed
 from shared.http import ServiceClient
@@ -55,11 +55,6 @@ class AuthMetrics:
             "Used refresh tokens presented again (the session was revoked).",
             registry=registry,
         )
-
-
-def role_for(phone: str, settings: ContactsSettings) -> Role:
-    """Operators are named by configuration (OPERATOR_PHONES), never by the API."""
-    return "operator" if phone in settings.operator_phone_set else "networker"
 
 
 class AuthService:
@@ -217,7 +212,7 @@ class AuthService:
         return existing
 
     async def _issue(self, user: Document, family_id: str, now: datetime) -> TokenPair:
-        role = role_for(user["phone"], self._settings)
+        role = role_for(user, self._settings)
         access_ttl = timedelta(seconds=self._settings.access_token_ttl_s)
         # Access tokens follow the wall clock (see shared.auth); refresh tokens never leave this
         # service, so their expiry follows the service clock like the rest of its domain time.

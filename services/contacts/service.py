@@ -49,6 +49,7 @@ from services.contacts.repository import (
     encode_cursor,
 )
 from services.contacts.settings import ContactsSettings
+from shared.auth import Role
 from shared.clock import Clock
 from shared.errors import Conflict, NotFound, PreconditionFailed, UpstreamError, ValidationFailed
 from shared.http import ServiceClient
@@ -83,6 +84,16 @@ def _invalid(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(errors=[{"field": field, "message": message}])
 
 
+def role_for(user: Document, settings: ContactsSettings) -> Role:
+    """Operators are named by configuration (OPERATOR_PHONES) or the manage command, never the API.
+
+    The effective role is the stored flag OR membership in OPERATOR_PHONES.
+    """
+    if user.get("operator") is True or user["phone"] in settings.operator_phone_set:
+        return "operator"
+    return "networker"
+
+
 def user_out(doc: Document, settings: ContactsSettings) -> User:
     """The public shape of a user document."""
     return User(
@@ -92,7 +103,7 @@ def user_out(doc: Document, settings: ContactsSettings) -> User:
         time_zone=doc["time_zone"],
         region=doc["region"],
         locale=doc["locale"],
-        role="operator" if doc["phone"] in settings.operator_phone_set else "networker",
+        role=role_for(doc, settings),
         created_at=doc["created_at"].astimezone(UTC),
     )
 
@@ -268,6 +279,33 @@ class ContactsService:
         if doc is None:
             raise NotFound("no user with this phone number")
         return user_out(doc, self._settings)
+
+    async def set_operator(self, phone: str, operator: bool) -> str:
+        """Grant or revoke the stored operator flag of the user with ``phone``; their id.
+
+        Only the manage command calls this, never an API route. The change is recorded in the
+        feed like any user write, so other services see the new role. OPERATOR_PHONES still
+        makes a listed number an operator whatever the stored flag says.
+        """
+        try:
+            number = normalize_phone(phone, self._settings.default_region)
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"phone: {exc}", errors=[{"field": "phone", "message": str(exc)}]
+            ) from None
+        doc = await self._users.by_phone(number)
+        if doc is None:
+            raise NotFound("no user has this phone number (they must sign in once first)")
+        user_id: str = doc["_id"]
+        if bool(doc.get("operator")) != operator:
+            await self._change("user", "upsert", user_id, user_id)
+            await self._users.update(
+                user_id, {"operator": operator, "updated_at": self._clock.now()}
+            )
+        log.info(
+            "operator role %s", "granted" if operator else "revoked", extra={"user_id": user_id}
+        )
+        return user_id
 
     async def users_page(self, after: str | None, limit: int) -> tuple[list[User], str | None]:
         """All users in id order, for reconciliation."""
