@@ -146,8 +146,17 @@ class SandboxTransport:
     ) -> SendOutcome:
         """Accept the message as Twilio would, and report it delivered."""
         sid = "SM" + uuid.uuid4().hex
-        shown = "(one-time code hidden)" if purpose == "otp" else body
-        log.info("sandbox SMS to %s: %s", to, shown, extra={"provider_sid": sid})
+        # Bodies stay out of info-level logs (they carry names and, for otp, codes); the
+        # outbox endpoint and `touchbase sandbox outbox` show them, and DEBUG logs them.
+        log.info(
+            "sandbox SMS to %s (%s, %d characters); see the sandbox outbox",
+            to,
+            purpose,
+            len(body),
+            extra={"provider_sid": sid},
+        )
+        if purpose != "otp":
+            log.debug("sandbox SMS body: %s", body)
         return SendOutcome(provider_sid=sid, provider_status="delivered")
 
     async def close(self) -> None:
