@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--base-port", type=int, default=8080, help="contacts, reminders, notifier get base+1..3"
     )
+    parser.add_argument(
+        "--wall-clock",
+        action="store_true",
+        help="run on the real clock (by default the services' clocks can be moved, "
+        "for trying a month in minutes with `touchbase clock advance`)",
+    )
     args = parser.parse_args(argv)
     data_dir: Path = args.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -103,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "LOG_FORMAT": "text",
         "HOST": args.host,
     }
+    if not args.wall_clock:
+        common.update({"TEST_MODE": "true", "CONTROLLABLE_CLOCK": "true"})
     # Where things are, for the `touchbase` CLI's defaults (removed again on exit).
     state_file = data_dir / "devstack.json"
     state_file.write_text(
