@@ -22,17 +22,25 @@ async def test_stats(client: Client, alice: dict[str, Any]) -> None:
     assert stats["contacts"]["total"] == 2
     assert stats["contacts"]["by_tier"] == {"A": 1, "none": 1}
     assert stats["contacts"]["overdue"] == 0
-    assert stats["interactions"] == {"total": 1, "last_30_days": 1, "by_kind": {"coffee": 1}}
+    assert stats["interactions"] == {
+        "total": 1,
+        "last_30_days": 1,
+        "by_kind": {"coffee": 1},
+        "one_to_ones_without_next_action": 0,
+    }
 
 
 async def test_export(client: Client, alice: dict[str, Any], reminders: FakeUpstream) -> None:
-    dana = await create(client, alice, name="Dana Lee", notes="private")
+    dana = await create(
+        client, alice, name="Dana Lee", notes="private", phones=[{"number": "+14155550199"}]
+    )
     resp = await client.get("/v1/me/export", headers=bearer(alice))
     assert resp.status == 200
     export = await resp.json()
     assert export["user"]["id"] == alice["user"]["id"]
     assert [c["id"] for c in export["contacts"]] == [dana["id"]]
     assert export["contacts"][0]["notes"] == "private"
+    assert export["contacts"][0]["phones"] == [{"number": "+14155550199", "label": None}]
     assert export["reminders"]["user_id"] == alice["user"]["id"]
 
 

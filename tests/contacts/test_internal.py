@@ -73,7 +73,18 @@ async def test_contacts_match_and_reconciliation(
     client: Client, alice: dict[str, Any], bob: dict[str, Any]
 ) -> None:
     uid = alice["user"]["id"]
-    dana = await create(client, alice, name="Dana Lee", company="Lee Insurance", notes="private")
+    dana = await create(
+        client,
+        alice,
+        name="Dana Lee",
+        company="Lee Insurance",
+        notes="private",
+        stage="trust",
+        phones=[{"number": "+14155550199"}],
+        emails=["dana@lee.example"],
+        met={"how": "BNI"},
+        profession="Insurance",
+    )
     await create(client, alice, name="Danièle Ørsted")
     gone = await create(client, alice, name="Dan Gone")
     await client.delete(f"/v1/contacts/{gone['id']}", headers=bearer(alice))
@@ -96,7 +107,10 @@ async def test_contacts_match_and_reconciliation(
     assert resp.status == 422
 
     one = await get(client, f"/internal/v1/users/{uid}/contacts/{dana['id']}")
-    assert "notes" not in one
+    # Only what scheduling needs: no private notes, phones, e-mails, profession or how we met.
+    assert set(one) == {"id", "user_id", "name", "company", "tier", "cadence_days", "stage",
+                        "birthday", "last_interaction_at", "created_at", "deleted"}  # fmt: skip
+    assert one["stage"] == "trust"
     assert one["user_id"] == uid
     assert one["deleted"] is False
     deleted = await get(client, f"/internal/v1/users/{uid}/contacts/{gone['id']}")
