@@ -1,0 +1,1 @@
+"""The ``touchbase`` command line: for networkers trying the product, operators and developers."""
