@@ -231,18 +231,27 @@ class RemindersRepository:
         return result.modified_count
 
     async def mark_nudged(self, ids: Sequence[str], claim_id: str, now: datetime) -> None:
-        """Record that a digest carried these touchpoints (idempotent per claim)."""
+        """Record that a digest carried these touchpoints (idempotent per claim).
+
+        One statement: FerretDB's SQLite backend rewrites by scanning the collection for every
+        update, so the number of update statements, not their size, dominates there.
+        """
         await self.db.touchpoints.update_many(
-            {"_id": {"$in": list(ids)}, "last_claim": {"$ne": claim_id}},
             {
-                "$set": {"last_claim": claim_id, "last_nudged_at": now, "updated_at": now},
+                "_id": {"$in": list(ids)},
+                "last_claim": {"$ne": claim_id},
+                "state": {"$in": list(OPEN_STATES)},
+            },
+            {
+                "$set": {
+                    "state": "nudged",
+                    "last_claim": claim_id,
+                    "last_nudged_at": now,
+                    "updated_at": now,
+                },
                 "$inc": {"nudge_count": 1},
                 "$push": {"history": {"at": now, "state": "nudged", "claim": claim_id}},
             },
-        )
-        await self.db.touchpoints.update_many(
-            {"_id": {"$in": list(ids)}, "state": {"$in": ["scheduled", "snoozed"]}},
-            {"$set": {"state": "nudged"}},
         )
 
     # -- dispatch claims -------------------------------------------------------------------

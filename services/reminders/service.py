@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
 from services.reminders.digest import Digest, DigestItem, compose, segment_counter
 from services.reminders.gateways import (
     ContactsGateway,
@@ -689,7 +691,16 @@ class RemindersService:
 
             async def one(user: Doc, due: dict[str, list[Doc]] = due) -> None:
                 async with semaphore:
-                    outcome = await self._sweep_user(user, due.get(user["_id"], []), policy, now)
+                    try:
+                        outcome = await self._sweep_user(
+                            user, due.get(user["_id"], []), policy, now
+                        )
+                    except PyMongoError as exc:
+                        # One user's failure must not stop the others. Either no claim was
+                        # made (the next sweep retries, next_digest_at has not moved) or the
+                        # claim exists and the reaper finishes it.
+                        log.warning("sweep of one user failed: %s", exc)
+                        outcome = "error"
                     stats[outcome] += 1
 
             await asyncio.gather(*(one(u) for u in users))
