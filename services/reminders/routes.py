@@ -5,11 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.reminders import handlers as h
+from services.reminders.openapi import openapi_json
 
 
 def setup_routes(app: web.Application) -> None:
     """Mount the internal, user and operator endpoints."""
     r = app.router
+    r.add_get("/openapi.json", openapi_json)
     r.add_post("/internal/v1/replies", h.post_reply)
     r.add_delete("/internal/v1/users/{user_id}", h.delete_user)
     r.add_get("/internal/v1/users/{user_id}/export", h.export_user)

@@ -275,3 +275,16 @@ async def test_account_deletion_and_export(
     repo = svc(client).repo
     assert await repo.touchpoints_of(uid) == []
     assert await repo.touchpoints_of(other) != []
+
+
+async def test_openapi_document_is_valid(make_client: MakeClient) -> None:
+    from openapi_spec_validator import validate
+
+    client = await make_client()
+    resp = await client.get("/openapi.json")
+    assert resp.status == 200
+    doc = await resp.json()
+    validate(doc)
+    action = doc["components"]["schemas"]["ReplyAction"]
+    assert "undone" in action["properties"]["kind"]["enum"]
+    assert doc["paths"]["/internal/v1/replies"]["post"]["requestBody"]
