@@ -211,6 +211,7 @@ async def naive_design(
     data: list[dict[str, Any]],
     timeout_s: float,
     grace: int | None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """One APScheduler job per touchpoint, all due at the same instant."""
     client = ServiceClient(
@@ -240,7 +241,13 @@ async def naive_design(
     scheduler.add_listener(listener, EVENT_JOB_EXECUTED | EVENT_JOB_MISSED | EVENT_JOB_ERROR)
     segments = 0
 
+    gate = asyncio.Semaphore(limit or len(data))
+
     async def send(tp: dict[str, Any]) -> None:
+        async with gate:
+            await send_one(tp)
+
+    async def send_one(tp: dict[str, Any]) -> None:
         days = (T0 - tp["base"]).days
         body = (
             f"Time to reconnect with {tp['contact_name']}, last touch {days} days ago. "
@@ -344,9 +351,10 @@ async def main() -> None:
             await report_digest(uri, notifier, nurl, args, data)
         if not args.skip_naive:
             # APScheduler's default misfire grace (1 s), then no limit (every job runs late).
-            for grace in (1, None):
+            # Then no limit on lateness but at most 50 sends in flight, as the sweep does.
+            for grace, limit in ((1, None), (None, None), (None, 50)):
                 notifier.by_key = {k: v for k, v in notifier.by_key.items() if k.startswith("d")}
-                n = await naive_design(notifier, nurl, data, args.naive_timeout, grace)
+                n = await naive_design(notifier, nurl, data, args.naive_timeout, grace, limit)
                 print(
                     f"\n== naive design (one APScheduler job per touchpoint), "
                     f"misfire_grace_time={grace} =="
