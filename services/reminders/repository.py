@@ -123,10 +123,10 @@ class RemindersRepository:
         """Remove fields from a user."""
         await self.db.users.update_one({"_id": user_id}, {"$unset": dict.fromkeys(names, "")})
 
-    async def due_users(self, now: datetime, limit: int) -> list[Document]:
-        """Users whose next digest time has come."""
-        cursor = self.db.users.find({"next_digest_at": {"$lte": now}}).sort("next_digest_at", 1)
-        return await cursor.limit(limit).to_list()
+    async def due_users(self, now: datetime, limit: int, after: str = "") -> list[Document]:
+        """Users whose next digest time has come, by id, after ``after`` (pagination)."""
+        query = {"next_digest_at": {"$lte": now}, "_id": {"$gt": after}}
+        return await self.db.users.find(query).sort("_id", 1).limit(limit).to_list()
 
     async def all_users(self, user_id: str | None = None) -> list[Document]:
         """Every user (or one)."""

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -56,6 +57,17 @@ def instant(value: Any) -> datetime | None:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class Finish:
+    """What is left to do for one swept user once every dispatch of the sweep is out."""
+
+    user_id: str
+    send_at: datetime
+    following: datetime
+    claim: Doc | None = None
+    message: Doc | None = None
 
 
 class RemindersService:
@@ -667,7 +679,13 @@ class RemindersService:
         )
 
     async def sweep(self, *, max_batches: int = 1000) -> dict[str, int]:
-        """Send each due user at most one digest for the current window."""
+        """Send each due user at most one digest for the current window.
+
+        Two phases: first every due user is claimed and handed to the notifier (the only work
+        on the path to the SMS), then schedules move on and dispatches are recorded. A crash
+        between the phases is harmless: the claims make a second sweep a no-op, and the reaper
+        records (re-dispatching with the same idempotency key, which never sends twice).
+        """
         stats: dict[str, int] = defaultdict(int)
         policy = await self.policy()
         if policy.paused_all:
@@ -675,16 +693,13 @@ class RemindersService:
             return dict(stats)
         now = self.now()
         semaphore = asyncio.Semaphore(self.settings.sweep_concurrency)
-        seen: set[str] = set()
+        finish: list[Finish] = []
+        after = ""
         for _ in range(max_batches):
-            users = [
-                u
-                for u in await self.repo.due_users(now, self.settings.sweep_batch)
-                if u["_id"] not in seen
-            ]
+            users = await self.repo.due_users(now, self.settings.sweep_batch, after)
             if not users:
                 break
-            seen.update(u["_id"] for u in users)
+            after = users[-1]["_id"]
             due: dict[str, list[Doc]] = defaultdict(list)
             for tp in await self.repo.due_touchpoints([u["_id"] for u in users], now):
                 due[tp["user_id"]].append(tp)
@@ -692,39 +707,46 @@ class RemindersService:
             async def one(user: Doc, due: dict[str, list[Doc]] = due) -> None:
                 async with semaphore:
                     try:
-                        outcome = await self._sweep_user(
+                        outcome, done = await self._sweep_user(
                             user, due.get(user["_id"], []), policy, now
                         )
                     except PyMongoError as exc:
-                        # One user's failure must not stop the others. Either no claim was
-                        # made (the next sweep retries, next_digest_at has not moved) or the
-                        # claim exists and the reaper finishes it.
+                        # One user's failure must not stop the others: without a claim the
+                        # next sweep retries (next_digest_at has not moved); with one, the
+                        # reaper finishes it.
                         log.warning("sweep of one user failed: %s", exc)
-                        outcome = "error"
+                        outcome, done = "error", None
                     stats[outcome] += 1
+                    if done is not None:
+                        finish.append(done)
 
             await asyncio.gather(*(one(u) for u in users))
+        for done in finish:
+            try:
+                await self.repo.set_next_digest(done.user_id, done.following, done.send_at)
+                if done.claim is not None and done.message is not None:
+                    await self.record(done.claim, done.message)
+            except PyMongoError as exc:
+                log.warning("recording a dispatch failed; the reaper will finish it: %s", exc)
         return dict(stats)
 
-    async def _sweep_user(self, user: Doc, tps: list[Doc], policy: Policy, now: datetime) -> str:
+    async def _sweep_user(
+        self, user: Doc, tps: list[Doc], policy: Policy, now: datetime
+    ) -> tuple[str, Finish]:
         window = policy.window_for(user)
         send_at = _aware(user["next_digest_at"])
         following = next_window(max(now, send_at), window)
+        done = Finish(user["_id"], send_at, following)
         paused_until = user.get("paused_until")
-        outcome = ""
         if paused_until is not None and _aware(paused_until) > now:
-            outcome = "paused"
-        elif window.is_quiet(now) or now >= window.closes_at(send_at):
-            outcome = "window_missed"
-        elif not tps or not user.get("phone"):
-            outcome = "nothing_due"
-        if outcome:
-            await self.repo.set_next_digest(user["_id"], following, only_if=send_at)
-            return outcome
+            return "paused", done
+        if window.is_quiet(now) or now >= window.closes_at(send_at):
+            return "window_missed", done
+        if not tps or not user.get("phone"):
+            return "nothing_due", done
         digest = self.compose_for(user, tps, policy, now)
         if digest is None:
-            await self.repo.set_next_digest(user["_id"], following, only_if=send_at)
-            return "nothing_fits"
+            return "nothing_fits", done
         claim_id = f"digest:{user['_id']}:{window.key(send_at)}"
         claim = {
             "_id": claim_id,
@@ -751,14 +773,14 @@ class RemindersService:
             "created_at": now,
             "updated_at": now,
         }
-        claimed = await self.repo.claim(claim)
-        # Either way the window is handled: by us, or by the replica that owns the claim.
-        await self.repo.set_next_digest(user["_id"], following, only_if=send_at)
-        if not claimed:
-            return "owned_elsewhere"
-        return await self.dispatch(claim)
+        if not await self.repo.claim(claim):
+            # Another replica owns this window; the schedule still moves on.
+            return "owned_elsewhere", done
+        outcome, message = await self.dispatch(claim)
+        done.claim, done.message = claim, message
+        return outcome, done
 
-    async def dispatch(self, claim: Doc) -> str:
+    async def dispatch(self, claim: Doc) -> tuple[str, Doc | None]:
         """Hand a claimed digest to the notifier (same idempotency key on every attempt)."""
         now = self.now()
         body = {
@@ -775,7 +797,7 @@ class RemindersService:
                 claim["_id"], {"state": "failed", "error": str(exc), "updated_at": now}
             )
             log.warning("digest refused by the notifier: %s", exc)
-            return "failed"
+            return "failed", None
         except UpstreamError as exc:
             attempts = int(claim.get("attempts", 0)) + 1
             delay = min(self.settings.retry_interval_s * 2 ** (attempts - 1), 3600.0)
@@ -789,22 +811,10 @@ class RemindersService:
                 inc={"attempts": 1},
             )
             log.info("notifier unavailable, digest will be retried: %s", exc)
-            return "deferred"
-        await self.repo.update_claim(
-            claim["_id"],
-            {
-                "state": "dispatched",
-                "message_id": message.get("id"),
-                "message_status": message.get("status"),
-                "dispatched_at": now,
-                "updated_at": now,
-            },
-            inc={"attempts": 1},
-        )
-        await self.record(claim)
-        return "sent"
+            return "deferred", None
+        return "sent", message
 
-    async def record(self, claim: Doc) -> None:
+    async def record(self, claim: Doc, message: Doc | None = None) -> None:
         """After a dispatch: mark the touchpoints nudged and remember the numbering for replies."""
         now = self.now()
         ids = [item["touchpoint_id"] for item in claim["items"]]
@@ -825,9 +835,12 @@ class RemindersService:
                         }
                     },
                 )
-        await self.repo.update_claim(
-            claim["_id"], {"state": "recorded", "recorded_at": now, "updated_at": now}
-        )
+        fields: Doc = {"state": "recorded", "recorded_at": now, "updated_at": now}
+        if message is not None:
+            fields.update(
+                {"message_id": message.get("id"), "message_status": message.get("status")}
+            )
+        await self.repo.update_claim(claim["_id"], fields, inc={"attempts": 1})
 
     async def recover(self) -> dict[str, int]:
         """Retry deferred dispatches and finish claims a crashed replica left half-done."""
@@ -835,9 +848,8 @@ class RemindersService:
         stats: dict[str, int] = defaultdict(int)
         stale_before = now - timedelta(seconds=self.settings.claim_stale_s)
         for claim in await self.repo.claims_to_retry(now, stale_before, 500):
-            if not await self.repo.lease_claim(
-                claim["_id"], self.replica, now, now + timedelta(seconds=30)
-            ):
+            lease_until = now + timedelta(seconds=30)
+            if not await self.repo.lease_claim(claim["_id"], self.replica, now, lease_until):
                 stats["leased_elsewhere"] += 1
                 continue
             if claim["state"] == "dispatched":
@@ -848,7 +860,10 @@ class RemindersService:
                 await self.repo.update_claim(claim["_id"], {"state": "expired", "updated_at": now})
                 stats["expired"] += 1
             else:
-                stats[await self.dispatch(claim)] += 1
+                outcome, message = await self.dispatch(claim)
+                if message is not None:
+                    await self.record(claim, message)
+                stats[outcome] += 1
         return dict(stats)
 
     # -- operators ---------------------------------------------------------------------------
