@@ -9,7 +9,16 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 Tier = Literal["A", "B", "C"]
 # The relationship ladder of referral networking: know → like → trust → referral partner.
@@ -229,6 +238,33 @@ class PhoneIn(Strict):
     label: Label | None = None
 
 
+def _phone_item(value: Any) -> Any:
+    # A bare string is shorthand for an unlabelled number.
+    return {"number": value} if isinstance(value, str) else value
+
+
+_PHONE_ITEM_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "minLength": 3, "maxLength": 32},
+        {
+            "type": "object",
+            "properties": {
+                "number": {"type": "string", "minLength": 3, "maxLength": 32},
+                "label": {
+                    "anyOf": [{"type": "string", "minLength": 1, "maxLength": 40}, {"type": "null"}]
+                },
+            },
+            "required": ["number"],
+            "additionalProperties": False,
+        },
+    ],
+    "description": "A phone number, or {number, label}; read in the user's region without +.",
+}
+PhoneItem = Annotated[
+    PhoneIn, BeforeValidator(_phone_item), WithJsonSchema(_PHONE_ITEM_SCHEMA, mode="validation")
+]
+
+
 class Met(Strict):
     """How, where and when the user met a contact (every part optional)."""
 
@@ -244,7 +280,7 @@ class ContactCreate(Strict):
     company: ShortText | None = None
     title: ShortText | None = None
     profession: ShortText | None = None
-    phones: list[PhoneIn] = Field(default_factory=list, max_length=MAX_PHONES)
+    phones: list[PhoneItem] = Field(default_factory=list, max_length=MAX_PHONES)
     emails: list[Email] = Field(default_factory=list, max_length=MAX_EMAILS)
     met: Met | None = None
     tier: Tier | None = None
@@ -266,7 +302,7 @@ class ContactPatch(Strict):
     company: ShortText | None = None
     title: ShortText | None = None
     profession: ShortText | None = None
-    phones: list[PhoneIn] | None = Field(default=None, max_length=MAX_PHONES)
+    phones: list[PhoneItem] | None = Field(default=None, max_length=MAX_PHONES)
     emails: list[Email] | None = Field(default=None, max_length=MAX_EMAILS)
     met: Met | None = None
     tier: Tier | None = None
