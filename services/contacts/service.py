@@ -338,6 +338,8 @@ class ContactsService:
             fields["emails"] = list(by_key.values())
         if fields.get("tags") is not None:
             fields["tags"] = sorted(set(fields["tags"]))
+        if fields.get("met") is not None and not any(fields["met"].values()):
+            fields["met"] = None  # nothing said about the meeting
         return fields
 
     async def create_contact(self, user_id: str, data: ContactCreate) -> Document:

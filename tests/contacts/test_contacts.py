@@ -88,6 +88,8 @@ async def test_phone_uses_the_users_region(client: Client, bob: dict[str, Any]) 
     assert contact["stage"] == "know"
     assert contact["met"] is None
     assert contact["profession"] is None
+    empty_met = await create(client, bob, name="Noé", met={"how": None, "where": "  "})
+    assert empty_met["met"] is None
 
 
 async def test_list_fields_patch_and_clear(client: Client, alice: dict[str, Any]) -> None:
