@@ -395,7 +395,7 @@ async def main() -> None:
                 n = await naive_design(notifier, nurl, data, args.naive_timeout, grace, limit)
                 print(
                     f"\n== naive design (one APScheduler job per touchpoint), "
-                    f"misfire_grace_time={grace} =="
+                    f"misfire_grace_time={grace}, sends in flight {limit or 'unlimited'} =="
                 )
                 print(
                     f"add {len(data)} jobs {n['add_s']:.1f}s; run {n['run_s']:.1f}s"
