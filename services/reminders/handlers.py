@@ -23,6 +23,7 @@ from services.reminders.models import (
     UserPause,
     WindowDefaults,
 )
+from services.reminders.service import public_touchpoint
 from shared.errors import NotFound
 from shared.web.auth import principal, require_operator, require_user
 from shared.web.validation import parse_body, parse_query
@@ -107,8 +108,6 @@ async def post_one_off(request: web.Request) -> web.Response:
     doc = await svc.add_one_off(
         user_id, body.contact_id, body.contact_name, body.reason, body.due_at
     )
-    from services.reminders.service import public_touchpoint
-
     return reply_json(public_touchpoint(doc), status=201)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from pymongo.errors import PyMongoError
 
 from services.reminders.keys import JOBS, SERVICE
 from services.reminders.service import RemindersService
@@ -133,9 +134,18 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def starter() -> None:
         await app[INDEXES_READY].wait()
-        await service.init_defaults()
-        if settings.scheduler_enabled:
-            await runner.start()
+        delay = 0.5
+        while True:
+            try:
+                await service.init_defaults()
+                if settings.scheduler_enabled:
+                    await runner.start()
+                return
+            except PyMongoError as exc:
+                # The database went away right after the indexes were made: keep trying.
+                log.warning("starting the system jobs failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     task = asyncio.create_task(starter(), name="reminders-jobs-start")
     try:
