@@ -82,3 +82,34 @@ def test_nothing_fits_returns_none() -> None:
     huge = item(1, line="x" * 2000)
     assert compose([huge], max_segments=1, max_items=5) is None
     assert compose([], max_segments=1, max_items=5) is None
+
+
+def test_escalated_items_come_first_with_losing_touch_wording() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from services.reminders.service import describe, priority
+
+    now = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+    def tp(source: str, days_since: int, ideal: int, maximum: int) -> dict[str, object]:
+        base = now - timedelta(days=days_since)
+        return {
+            "_id": f"{source}{days_since}",
+            "source": source,
+            "contact_name": "Dana Lee",
+            "company": "Lee Insurance",
+            "base": base,
+            "has_touch": True,
+            "due_at": base + timedelta(days=ideal),
+            "max_at": base + timedelta(days=maximum),
+            "reason": "follow up after your 1-2-1",
+        }
+
+    overdue = tp("cadence", 41, 14, 28)
+    due = tp("cadence", 20, 14, 28)
+    follow = tp("followup", 2, 1, 3)
+    ranked = sorted([due, follow, overdue], key=lambda t: -priority(t, now))
+    assert [t["_id"] for t in ranked] == ["cadence41", "followup2", "cadence20"]
+    assert describe(overdue, now) == "Dana Lee (Lee Insurance): losing touch, 41d since last touch"
+    assert describe(due, now) == "Dana Lee (Lee Insurance): reconnect, last touch 20d ago"
+    assert describe(follow, now) == "Dana Lee (Lee Insurance): follow up after your 1-2-1"
