@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from services.reminders.service import RemindersService
 from shared.clock import ControllableClock
@@ -287,3 +288,41 @@ async def test_replicas_with_running_schedulers(
     await asyncio.sleep(1.0)  # give any duplicate a chance to appear
     assert sorted(m["user_id"] for m in fakes.notifier.sent()) == sorted(users)
     assert fakes.notifier.posts == 5
+
+
+async def test_dst_gap_and_time_zone_change_through_the_service(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """A 02:30 digest on the New York spring-forward day goes at 03:30 EDT, once."""
+    client = await make_client()
+    service = svc(client)
+    clock.set(datetime(2026, 3, 7, 12, tzinfo=UTC), frozen=True)
+    uid = fakes.contacts.add_user(tz="America/New_York")
+    _due_contacts(fakes, uid, 1)
+    await sync(client)
+    await service.update_preferences(
+        uid, {"digest_time": "02:30", "quiet_start": "23:00", "quiet_end": "01:00"}
+    )
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    assert user["next_digest_at"] == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)
+    clock.set(user["next_digest_at"], frozen=True)
+    assert await service.sweep() == {"sent": 1}
+    assert fakes.notifier.sent(uid)[0]["idempotency_key"].endswith(":2026-03-08T0230")
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    assert user["next_digest_at"] == datetime(2026, 3, 9, 6, 30, tzinfo=UTC)  # 02:30 EDT
+    # The user moves to Sydney: the next digest follows the new zone.
+    fakes.contacts.users[uid]["time_zone"] = "Australia/Sydney"
+    fakes.contacts._change("user", "upsert", uid, uid)
+    await sync(client)
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    local = user["next_digest_at"].astimezone(ZoneInfo("Australia/Sydney"))
+    assert (local.hour, local.minute) == (2, 30)
+    # Account deleted in contacts: everything goes.
+    fakes.contacts.users.pop(uid)
+    fakes.contacts._change("user", "delete", uid, uid)
+    await sync(client)
+    assert await service.repo.get_user(uid) is None
+    assert await service.repo.touchpoints_of(uid) == []
