@@ -128,9 +128,12 @@ async def contacts_add(api: Api, args: argparse.Namespace) -> Any:
         body["phones"] = [args.phone]
     if args.email:
         body["emails"] = [args.email]
-    for key in ("company", "profession", "stage", "met_at"):
+    for key in ("company", "profession", "stage"):
         if getattr(args, key):
             body[key] = getattr(args, key)
+    met = {k: v for k, v in (("how", args.met_how), ("where", args.met_where)) if v}
+    if met:
+        body["met"] = met
     if args.tags:
         body["tags"] = args.tags
     created = await api.user("POST", "contacts", "/v1/contacts", json_body=body)

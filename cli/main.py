@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tier", default="B", help="A, B or C")
     p.add_argument("--stage", help="know, like, trust, referral_partner")
     p.add_argument("--tag", action="append", default=[], dest="tags")
-    p.add_argument("--met-at", dest="met_at", help="where/how you met")
+    p.add_argument("--met-how", dest="met_how", help="how you met, e.g. 'BNI visitor day'")
+    p.add_argument("--met-where", dest="met_where", help="where you met")
 
     p = _add(top, "log", commands.log_interaction, "log an interaction with a contact")
     p.add_argument("contact_id")

@@ -195,6 +195,20 @@ class LogoutRequest(Strict):
     all: bool = False
 
 
+class BusinessProfile(Strict):
+    """What the networker does and which referrals they want: the words of their ask."""
+
+    what_i_do: LongText | None = Field(default=None, max_length=1000)
+    referrals_wanted: LongText | None = Field(
+        default=None, max_length=1000, description="who I want to be referred to"
+    )
+    ideal_partner_categories: list[Label] = Field(
+        default_factory=list,
+        max_length=20,
+        description="professions of ideal referral partners, e.g. 'mortgage broker'",
+    )
+
+
 class User(Out):
     """A networker's profile."""
 
@@ -205,6 +219,7 @@ class User(Out):
     region: str
     locale: str
     role: Literal["networker", "operator"]
+    profile: BusinessProfile = Field(default_factory=BusinessProfile)
     created_at: datetime
 
 
@@ -226,6 +241,9 @@ class MePatch(Strict):
     time_zone: TimeZoneName | None = None
     region: Region | None = None
     locale: Locale | None = None
+    profile: BusinessProfile | None = Field(
+        default=None, description="replaced whole; null clears it"
+    )
 
 
 # --- contacts ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pymongo import ASCENDING, DESCENDING
 from services.contacts.models import (
     DEFAULT_CADENCE_DAYS,
     REFERRAL_NEXT,
+    BusinessProfile,
     Change,
     ChangePage,
     Contact,
@@ -104,6 +105,7 @@ def user_out(doc: Document, settings: ContactsSettings) -> User:
         region=doc["region"],
         locale=doc["locale"],
         role=role_for(doc, settings),
+        profile=BusinessProfile.model_validate(doc.get("profile") or {}),
         created_at=doc["created_at"].astimezone(UTC),
     )
 
@@ -264,6 +266,9 @@ class ContactsService:
         """Change the user's profile."""
         await self.user(user_id)
         fields = {k: getattr(patch, k) for k in patch.model_fields_set}
+        if "profile" in fields:
+            profile = fields["profile"]
+            fields["profile"] = profile.model_dump() if profile is not None else None
         for key in ("time_zone", "region", "locale"):
             if key in fields and fields[key] is None:
                 raise _invalid(key, "may not be null")

@@ -144,8 +144,16 @@ def test_networker_journey(
         "A",
         "--tag",
         "bni",
+        "--phone",
+        "415 555 0150",
+        "--met-how",
+        "BNI visitor day",
+        "--met-where",
+        "Oakland",
     )
     assert code == 0, dana
+    assert dana["phones"][0]["number"] == "+14155550150"
+    assert dana["met"]["where"] == "Oakland"
     code, _, _ = run(capsys, "contacts", "add", "Sam Ortiz", "--tier", "C")
     assert code == 0
 

@@ -235,6 +235,36 @@ async def test_patch_me(client: Client, alice: dict[str, Any]) -> None:
     assert (await resp.json())["time_zone"] == "Europe/Paris"
 
 
+async def test_business_profile(client: Client, alice: dict[str, Any]) -> None:
+    me = await (await client.get("/v1/me", headers=bearer(alice))).json()
+    assert me["profile"] == {
+        "what_i_do": None,
+        "referrals_wanted": None,
+        "ideal_partner_categories": [],
+    }
+    profile = {
+        "what_i_do": "Home insurance for young families",
+        "referrals_wanted": "New parents buying their first home",
+        "ideal_partner_categories": ["mortgage broker", "realtor"],
+    }
+    resp = await client.patch("/v1/me", json={"profile": profile}, headers=bearer(alice))
+    assert resp.status == 200
+    assert (await resp.json())["profile"] == profile
+    for bad in (
+        {"profile": {"what_i_do": "x" * 1001}},
+        {"profile": {"ideal_partner_categories": ["x"] * 21}},
+        {"profile": {"ideal_partner_categories": [""]}},
+        {"profile": {"unknown": 1}},
+        {"profile": {"what_i_do": {"$ne": ""}}},
+    ):
+        resp = await client.patch("/v1/me", json=bad, headers=bearer(alice))
+        assert resp.status == 422, bad
+    me = await (await client.get("/v1/me", headers=bearer(alice))).json()
+    assert me["profile"] == profile, "a refused change changes nothing"
+    resp = await client.patch("/v1/me", json={"profile": None}, headers=bearer(alice))
+    assert (await resp.json())["profile"]["ideal_partner_categories"] == []
+
+
 async def test_every_user_route_needs_a_token(client: Client) -> None:
     for method, path in [
         ("GET", "/v1/me"),

@@ -49,7 +49,7 @@ async def test_users(client: Client, alice: dict[str, Any], bob: dict[str, Any])
     user = await get(client, "/internal/v1/users/by-phone", phone="+14155550123")
     assert user["id"] == uid
     assert set(user) == {"id", "phone", "name", "time_zone", "region", "locale", "role",
-                         "created_at"}  # fmt: skip
+                         "profile", "created_at"}  # fmt: skip
     resp = await client.get(
         "/internal/v1/users/by-phone", params={"phone": "+14155559999"}, headers=service()
     )
