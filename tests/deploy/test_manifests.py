@@ -95,5 +95,8 @@ def test_ingress_exposes_only_public_paths() -> None:
     ]
     assert all(not p.startswith("/internal") for _, p, _ in paths)
     assert ("sms.touchbase.example.com", "/webhooks/twilio", "notifier") in paths
+    assert ("api.touchbase.example.com", "/v1/touchpoints", "reminders") in paths
+    assert ("api.touchbase.example.com", "/v1/preferences", "reminders") in paths
+    assert ("api.touchbase.example.com", "/v1", "contacts") in paths
     for _, _, backend in paths:
         assert backend in PORTS
