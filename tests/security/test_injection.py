@@ -322,10 +322,13 @@ def smuggling_requests(host: str, token: str) -> dict[str, bytes]:
 
 
 def test_header_smuggling_is_refused(stack: Stack, ctx: Ctx) -> None:
-    contacts = stack.procs["contacts"]
-    host = f"127.0.0.1:{contacts.port}"
-    for name, payload in smuggling_requests(host, ctx.user.access).items():
-        answer = raw_http(contacts.port, payload, timeout_s=3.0)
+    cases = [
+        (f"{proc.name}: {name}", proc.port, payload)
+        for proc in stack.procs.values()
+        for name, payload in smuggling_requests(f"127.0.0.1:{proc.port}", ctx.user.access).items()
+    ]
+    for name, port, payload in cases:
+        answer = raw_http(port, payload, timeout_s=3.0)
         statuses = [
             int(line.split(b" ", 2)[1])
             for line in answer.split(b"\r\n")
