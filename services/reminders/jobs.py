@@ -16,23 +16,55 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from pymongo.errors import PyMongoError
 
 from services.reminders.keys import JOBS, SERVICE
 from services.reminders.service import RemindersService
 from services.reminders.sync import ChangeFeedConsumer
 from shared.mongo import INDEXES_READY
+from shared.web.keys import METRICS
 
 log = logging.getLogger(__name__)
+
+
+def loop_time() -> float:
+    """Monotonic seconds, for timing job runs."""
+    return asyncio.get_running_loop().time()
 
 
 class JobRunner:
     """Owns the scheduler of one process and the coroutines its jobs run."""
 
     def __init__(
-        self, service: RemindersService, consumer: ChangeFeedConsumer, refresh_s: float
+        self,
+        service: RemindersService,
+        consumer: ChangeFeedConsumer,
+        refresh_s: float,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.svc = service
+        registry = registry or CollectorRegistry()
+        self.job_runs = Counter(
+            "touchbase_reminders_job_runs_total",
+            "System job runs, by job and result (ok, error).",
+            ["job", "result"],
+            registry=registry,
+        )
+        self.job_seconds = Histogram(
+            "touchbase_reminders_job_duration_seconds",
+            "Time one system job run took.",
+            ["job"],
+            registry=registry,
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300),
+        )
+        self.sweep_users = Counter(
+            "touchbase_reminders_sweep_users_total",
+            "Users handled by sweeps, by outcome (dispatched, deferred, failed, nothing_due, "
+            "paused, window_missed, owned_elsewhere, ...).",
+            ["outcome"],
+            registry=registry,
+        )
         self.consumer = consumer
         self.refresh_s = refresh_s
         self.scheduler = AsyncIOScheduler(timezone="UTC")
@@ -54,11 +86,20 @@ class JobRunner:
             task = asyncio.current_task()
             if task is not None:
                 self.running.add(task)
+            started = loop_time()
+            result = "ok"
             try:
-                await self.jobs[name]()
+                outcome = await self.jobs[name]()
+                if name == "sweep" and isinstance(outcome, dict):
+                    for key, count in outcome.items():
+                        if isinstance(count, int):
+                            self.sweep_users.labels(key).inc(count)
             except Exception:
+                result = "error"
                 log.exception("system job %s failed; it runs again at its next interval", name)
             finally:
+                self.job_runs.labels(name, result).inc()
+                self.job_seconds.labels(name).observe(loop_time() - started)
                 self.runs[name] += 1
                 if task is not None:
                     self.running.discard(task)
@@ -128,7 +169,10 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     service = app[SERVICE]
     settings = service.settings
     runner = JobRunner(
-        service, ChangeFeedConsumer(service, settings.change_page_size), settings.timings_refresh_s
+        service,
+        ChangeFeedConsumer(service, settings.change_page_size),
+        settings.timings_refresh_s,
+        app[METRICS],
     )
     app[JOBS] = runner
 

@@ -206,6 +206,10 @@ async def test_job_timings_apply_without_restart_on_every_replica(
     await asyncio.sleep(1.6)
     after = (await (await b.get("/admin/v1/jobs", headers=ops)).json())["runs"]["sweep"]
     assert after - before >= 2
+    # Each run is counted and timed for operators' dashboards.
+    metrics = await (await b.get("/metrics")).text()
+    assert 'touchbase_reminders_job_runs_total{job="sweep",result="ok"}' in metrics
+    assert 'touchbase_reminders_job_duration_seconds_count{job="sweep"}' in metrics
 
 
 async def test_user_endpoints(
