@@ -358,7 +358,7 @@ def _service_token(caller: str, audience: str) -> str:
 
 def test_operator_routes_refuse_networkers_and_services(stack: Stack, world: World) -> None:
     alice = world.alice.id
-    routes = [
+    routes: list[tuple[str, str, Any]] = [
         ("GET", "/admin/v1/tiers", None),
         ("PUT", "/admin/v1/tiers", {"tiers": {"A": {"days": 1}}}),
         ("GET", "/admin/v1/follow-up-rules", None),
