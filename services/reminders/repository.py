@@ -30,6 +30,9 @@ async def ensure_indexes(db: Database) -> None:
     await db.touchpoints.create_index([("user_id", ASCENDING), ("contact_id", ASCENDING)])
     await db.dispatches.create_index([("state", ASCENDING), ("updated_at", ASCENDING)])
     await db.dispatches.create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
+    await db.dispatches.create_index(
+        [("state", ASCENDING), ("message_status", ASCENDING), ("recorded_at", ASCENDING)]
+    )
     await db.undo.create_index([("user_id", ASCENDING), ("at", DESCENDING)])
     await db.audit.create_index([("at", DESCENDING)])
 
@@ -287,6 +290,18 @@ class RemindersRepository:
             ]
         }
         return await self.db.dispatches.find(query).sort("updated_at", 1).limit(limit).to_list()
+
+    async def claims_awaiting_delivery(
+        self, statuses: list[str], since: datetime, limit: int
+    ) -> list[Document]:
+        """Recorded digests whose message had not reached a final state when last seen."""
+        query = {
+            "state": "recorded",
+            "message_id": {"$ne": None},
+            "message_status": {"$in": statuses},
+            "recorded_at": {"$gte": since},
+        }
+        return await self.db.dispatches.find(query).sort("recorded_at", 1).limit(limit).to_list()
 
     async def lease_claim(self, claim_id: str, owner: str, now: datetime, until: datetime) -> bool:
         """Spread recovery work between replicas (best effort; idempotency is the real guard)."""

@@ -35,6 +35,11 @@ from shared.errors import NotFound, UpstreamError
 
 log = logging.getLogger(__name__)
 
+# Notifier message states: still on the way, and ended without reaching the phone.
+PENDING_DELIVERY = ["queued", "sending", "sent"]
+FAILED_DELIVERY = frozenset({"failed", "undelivered", "expired", "suppressed"})
+DELIVERY_FOLLOW_DAYS = 2
+
 Doc = dict[str, Any]
 
 
@@ -864,6 +869,45 @@ class RemindersService:
                 if message is not None:
                     await self.record(claim, message)
                 stats[outcome] += 1
+        for key, count in (await self.check_deliveries(now)).items():
+            stats[key] += count
+        return dict(stats)
+
+    async def check_deliveries(self, now: datetime) -> dict[str, int]:
+        """Follow recent digests to their final delivery state; record the ones that failed.
+
+        The notifier retries a send on its own and gives up after its attempt budget; this is
+        how that outcome (and a carrier's undelivered report) reaches reminders and operators
+        (``GET /admin/v1/nudges?status=failed``). The touchpoints of a failed digest are still
+        open, so they are offered again in the user's next window.
+        """
+        stats: dict[str, int] = defaultdict(int)
+        since = now - timedelta(days=DELIVERY_FOLLOW_DAYS)
+        for claim in await self.repo.claims_awaiting_delivery(PENDING_DELIVERY, since, 200):
+            try:
+                message = await self.notifier.message(str(claim["message_id"]))
+            except UpstreamError:
+                stats["delivery_unknown"] += 1
+                break  # the notifier is away: try again at the next run
+            if message is None or message.get("status") == claim.get("message_status"):
+                continue
+            status = str(message.get("status"))
+            fields: Doc = {"message_status": status, "updated_at": now}
+            if status in FAILED_DELIVERY:
+                fields.update(
+                    {
+                        "state": "failed",
+                        "error": f"notifier reports {status}"
+                        + (
+                            f" (error {message['error_code']})" if message.get("error_code") else ""
+                        ),
+                    }
+                )
+                log.warning("digest %s was not delivered: %s", claim["_id"], status)
+                stats["undelivered"] += 1
+            else:
+                stats["delivery_updated"] += 1
+            await self.repo.update_claim(claim["_id"], fields)
         return dict(stats)
 
     # -- operators ---------------------------------------------------------------------------

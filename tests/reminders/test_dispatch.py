@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from services.reminders.service import RemindersService
 from shared.clock import ControllableClock
-from tests.reminders.conftest import START, Fakes, MakeClient, svc, sync
+from tests.reminders.conftest import START, Fakes, MakeClient, operator_headers, svc, sync
 
 
 class Crash(Exception):
@@ -151,6 +151,40 @@ async def test_permanent_refusal_is_recorded_as_failure(
     failed = await service.repo.list_claims(None, "failed", 10)
     assert len(failed) == 1
     assert "refused" in failed[0]["error"]
+
+
+async def test_a_digest_the_notifier_gives_up_on_is_surfaced_and_offered_again(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user(tz="America/New_York")
+    _due_contacts(fakes, uid, 2)
+    await sync(client)
+    await _to_digest_time(service, clock, uid)
+    assert await service.sweep() == {"sent": 1}
+    message = fakes.notifier.sent(uid)[0]
+    # Still on its way: nothing to record yet.
+    assert "undelivered" not in await service.recover()
+    # The notifier ran out of attempts.
+    fakes.notifier.messages[message["id"]].update({"status": "failed", "error_code": 30003})
+    stats = await service.recover()
+    assert stats["undelivered"] == 1
+    failed = await service.repo.list_claims(uid, "failed", 10)
+    assert len(failed) == 1
+    assert failed[0]["error"] == "notifier reports failed (error 30003)"
+    # Operators see it, and it is not counted twice.
+    resp = await client.get(
+        "/admin/v1/nudges", params={"status": "failed"}, headers=operator_headers(clock)
+    )
+    assert [n["user_id"] for n in (await resp.json())["items"]] == [uid]
+    assert "undelivered" not in await service.recover()
+    # The touchpoints are still open: the next window offers them again.
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    clock.set(user["next_digest_at"], frozen=True)
+    assert await service.sweep() == {"sent": 1}
+    assert len(fakes.notifier.sent(uid)) == 2
 
 
 async def test_crash_after_claim_before_dispatch(
