@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -39,6 +40,21 @@ def tools_dir() -> Path:
         return Path(env)
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "touchbase" / "tools"
+
+
+# Resolved here, in the parent: between fork and exec the child may only make the call itself.
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child process: be sent SIGTERM when the parent dies (Linux; a no-op elsewhere).
+
+    A test run that is killed outright runs no teardown; this keeps the servers it started
+    from outliving it.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -240,6 +256,7 @@ class DevDatabase:
                 env=self._env,
                 # Own process group: a Ctrl-C in the terminal is handled by us, in order.
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     def _wait_ready(self, timeout_s: float) -> None:

@@ -15,7 +15,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.devdb import DEFAULT_DATA_DIR, REPO_ROOT, DevDatabase, DevDatabaseError
+from shared.devdb import (
+    DEFAULT_DATA_DIR,
+    REPO_ROOT,
+    DevDatabase,
+    DevDatabaseError,
+    die_with_parent,
+)
 
 SERVICES = ("contacts", "reminders", "notifier")
 
@@ -138,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                     stdin=subprocess.DEVNULL,
                     # Own session: Ctrl-C reaches only this runner, which stops things in order.
                     start_new_session=True,
+                    preexec_fn=die_with_parent,
                 )
             running.append(_Running(name, port, process, log_path))
         deadline = time.monotonic() + 60
