@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from shared.auth import issue_service_token
+from tests.security.conftest import db
 from tests.security.support import SEEN, Reply, User, call, raw_http, sign_in
 from tests.support.settings import INTERNAL_SECRET
 from tests.support.stack import Stack
@@ -351,3 +352,16 @@ def test_request_ids_are_not_reflected_unless_well_formed(stack: Stack) -> None:
                 headers={"X-Request-ID": rid.encode("utf-8").decode("latin-1")},
             )
             assert got.headers.get("X-Request-ID") not in (None, rid), (service, rid)
+
+
+def test_no_refused_value_reached_any_database(stack: Stack, ctx: Ctx) -> None:
+    """Runs after the attacks above: the marker they all carried is stored nowhere."""
+    client, _ = db(stack, "contacts")
+    try:
+        for service in ("contacts", "reminders", "notifier"):
+            database = client[f"{stack.db_prefix}_{service}"]
+            for name in database.list_collection_names():
+                for doc in database[name].find({}):
+                    assert MARKER not in json.dumps(doc, default=str), (service, name, doc)
+    finally:
+        client.close()

@@ -208,3 +208,42 @@ def test_operator_role_is_not_taken_from_a_networker_token(stack: Stack, user: U
     )
     assert signed_in_again.status == 200
     assert signed_in_again.json["user"]["role"] == "networker"
+
+
+def every_route() -> list[tuple[str, str, str]]:
+    """(service, method, path) of every authenticated route, ids filled with random hex."""
+    from services.contacts.routes import ROUTES
+
+    fill = {"user_id": "a" * 32, "contact_id": "b" * 32, "interaction_id": "c" * 32}
+    fill |= {"referral_id": "d" * 32, "message_id": "e" * 32}
+    routes = [("contacts", r.method, r.path.format(**fill)) for r in ROUTES if not r.public]
+    routes += [
+        ("reminders", "POST", "/internal/v1/replies"),
+        ("reminders", "DELETE", "/internal/v1/users/{user_id}"),
+        ("reminders", "GET", "/internal/v1/users/{user_id}/export"),
+        ("reminders", "GET", "/v1/preferences"),
+        ("reminders", "PUT", "/v1/preferences"),
+        ("reminders", "GET", "/v1/touchpoints"),
+        ("reminders", "POST", "/v1/touchpoints"),
+        ("reminders", "PUT", "/admin/v1/users/{user_id}/pause"),
+        ("reminders", "GET", "/admin/v1/users/{user_id}/schedule"),
+        ("notifier", "POST", "/internal/v1/messages"),
+        ("notifier", "GET", "/internal/v1/messages"),
+        ("notifier", "GET", "/internal/v1/messages/{message_id}"),
+        ("notifier", "GET", "/internal/v1/sandbox/outbox"),
+        ("notifier", "POST", "/internal/v1/sandbox/inbound"),
+        ("notifier", "DELETE", "/internal/v1/users/{user_id}"),
+    ]
+    return [(s, m, p.format(**fill)) for s, m, p in routes]
+
+
+def test_every_route_refuses_the_other_kind_of_token(stack: Stack, user: User) -> None:
+    """User tokens never open /internal; service tokens never open the public API."""
+    for service, method, path in every_route():
+        internal = path.startswith("/internal/")
+        token = user.access if internal else issue_service_token(INTERNAL_SECRET, "cli", service)
+        body = {} if method in ("POST", "PUT", "PATCH") else None
+        got = call(method, stack.url(service) + path, body, token=token)
+        expect_problem(got, 401, (service, method, path))
+        anonymous = call(method, stack.url(service) + path, body)
+        expect_problem(anonymous, 401, (service, method, path, "no token"))
