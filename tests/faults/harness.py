@@ -130,6 +130,8 @@ class FaultStack:
     users: list[User] = field(default_factory=list)
     # The open touchpoints due when the window opened, per user (taken by ``open_window``).
     due: dict[str, set[str]] = field(default_factory=dict)
+    # Seconds spent seeding and from the window's opening until everything settled.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         env = fault_env()
@@ -284,6 +286,7 @@ def seed(fs: FaultStack, users: int, one_offs: int, workers: int = 8) -> int:
     contacts through the feed takes minutes on FerretDB, one-offs take seconds. Returns the
     number of touchpoints due in the window, once reminders holds all of them.
     """
+    began = time.monotonic()
     phones = [f"+1212555{100 + i:04d}" for i in range(users)]
     with ThreadPoolExecutor(workers) as pool:
         fs.users = list(pool.map(lambda p: _sign_in(fs, p), phones))
@@ -298,7 +301,8 @@ def seed(fs: FaultStack, users: int, one_offs: int, workers: int = 8) -> int:
             >= expected
         )
 
-    wait_for(derived, f"reminders to hold {expected} touchpoints", 60)
+    wait_for(derived, f"reminders to hold {expected} touchpoints", 150)
+    fs.timings["seed_s"] = round(time.monotonic() - began, 1)
     return expected
 
 
@@ -314,12 +318,13 @@ def open_window(fs: FaultStack) -> None:
             a is not None and a.replace(tzinfo=UTC) == WINDOW_AT for a in at
         )
 
-    wait_for(scheduled, "every user's next digest at 09:00 local", 60)
+    wait_for(scheduled, "every user's next digest at 09:00 local", 120)
     opening = datetime.fromisoformat(OPEN_WINDOW)
     for tp in fs.read("reminders", "touchpoints", {"user_id": {"$in": list(ids)}}):
         if tp["state"] in OPEN_STATES and tp["fire_at"].replace(tzinfo=UTC) <= opening:
             fs.due.setdefault(tp["user_id"], set()).add(tp["_id"])
     fs.set_clock(OPEN_WINDOW)
+    fs.timings["opened_at"] = time.monotonic()
 
 
 def dispatched(fs: FaultStack) -> int:
@@ -346,6 +351,7 @@ def settled(fs: FaultStack) -> bool:
 def wait_settled(fs: FaultStack, timeout_s: float = 60) -> None:
     """Wait until the window's dispatch has finished everywhere."""
     wait_for(lambda: settled(fs), "every digest of the window to be dispatched and sent", timeout_s)
+    fs.timings["window_s"] = round(time.monotonic() - fs.timings.get("opened_at", 0.0), 1)
 
 
 # -- the audit ------------------------------------------------------------------------------
@@ -363,6 +369,7 @@ class Audit:
     possibly_sent: int = 0
     extra_sms: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for the test output and docs."""
@@ -370,7 +377,7 @@ class Audit:
             f"due={self.due} in_digests={self.in_digests} left_out={self.left_out} "
             f"failed_digests={self.failed_digests} sms_at_twilio={self.sms_at_twilio} "
             f"possibly_sent={self.possibly_sent} extra_sms={self.extra_sms} "
-            f"statuses={dict(self.statuses)}"
+            f"statuses={dict(self.statuses)} timings={self.timings}"
         )
 
 
@@ -389,7 +396,7 @@ def audit(fs: FaultStack) -> Audit:
     """
     from services.notifier.models import RANK_STATUS
 
-    result = Audit()
+    result = Audit(timings={k: v for k, v in fs.timings.items() if k != "opened_at"})
     prefix = "touchbase: "
     by_phone: dict[str, list[Any]] = {}
     for request in fs.twilio.snapshot():
