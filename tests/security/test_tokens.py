@@ -242,7 +242,7 @@ def test_every_route_refuses_the_other_kind_of_token(stack: Stack, user: User) -
     for service, method, path in every_route():
         internal = path.startswith("/internal/")
         token = user.access if internal else issue_service_token(INTERNAL_SECRET, "cli", service)
-        body = {} if method in ("POST", "PUT", "PATCH") else None
+        body: dict[str, Any] | None = {} if method in ("POST", "PUT", "PATCH") else None
         got = call(method, stack.url(service) + path, body, token=token)
         expect_problem(got, 401, (service, method, path))
         anonymous = call(method, stack.url(service) + path, body)
