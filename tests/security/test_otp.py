@@ -53,7 +53,7 @@ def test_answers_do_not_reveal_whether_a_number_has_an_account(stack: Stack) -> 
     assert len({shape(r) for r in replies[known]}) == 1
     # Not grossly different: both paths do the same work (store, queue an SMS).
     slow, fast = statistics.median(timings[known]), statistics.median(timings[unknown])
-    assert abs(slow - fast) < 0.25 or max(slow, fast) < 3 * min(slow, fast), timings
+    assert abs(slow - fast) < 0.5 or max(slow, fast) < 3 * min(slow, fast), timings
     # Wrong codes and unknown challenges answer alike too.
     a = verify(stack, replies[known][0].json["challenge_id"], "000000")
     b = verify(stack, replies[unknown][0].json["challenge_id"], "000000")
@@ -136,13 +136,14 @@ def test_requests_per_number_are_limited(stack: Stack) -> None:
     reason=(
         "contacts: AuthService._rate_check (services/contacts/otp.py) counts rate_events with a "
         "find, then inserts one; concurrent /v1/auth/otp/start calls for one number all see the "
-        "same count, so 12 parallel requests queue 12 sign-in SMS (OTP_MAX_PER_PHONE=5)"
+        "same count, so 24 parallel requests for one number queue far more than "
+        "OTP_MAX_PER_PHONE=5 sign-in SMS"
     ),
 )
 def test_a_burst_of_requests_cannot_exceed_the_limit(stack: Stack) -> None:
     phone = "+12125550337"
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        answers = list(pool.map(lambda _: otp_start(stack, phone), range(12)))
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        answers = list(pool.map(lambda _: otp_start(stack, phone), range(24)))
     accepted = [a for a in answers if a.status == 202]
     assert all(a.status in (202, 429) for a in answers), [a.status for a in answers]
     time.sleep(1.0)
