@@ -1,7 +1,7 @@
 # Developer entry points. `make run` and `make test` install what they need first.
 PY := .venv/bin/python
 
-.PHONY: bootstrap run test lint format bench clean
+.PHONY: bootstrap run test lint format bench soak clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -23,6 +23,9 @@ format: bootstrap
 
 bench: bootstrap
 	$(PY) -m bench
+
+soak: bootstrap
+	$(PY) -m bench.soak --seconds 180 --write-docs
 
 clean:
 	rm -rf .data .pytest_cache .mypy_cache .ruff_cache
