@@ -2,59 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.http import Http, wait_for
 from tests.support.stack import Stack
 
 PHONE = "+12125550171"
 START = "2026-03-02T12:00:00Z"  # Monday, 07:00 in New York (quiet hours until 08:00)
-
-
-class Http:
-    """A tiny JSON client for the public APIs."""
-
-    def __init__(self, token: str | None = None) -> None:
-        self.token = token
-        self.keys = 0
-
-    def __call__(
-        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any]:
-        sent = {"Content-Type": "application/json", **(headers or {})}
-        if self.token:
-            sent["Authorization"] = f"Bearer {self.token}"
-        if method == "POST":
-            self.keys += 1
-            sent.setdefault("Idempotency-Key", f"journey-{self.keys}")
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers=sent)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            return exc.code, json.loads(raw) if raw else None
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_journey import Http, wait_for
+from tests.support.http import Http, wait_for
 from tests.support.stack import Stack
 
 OPERATOR = "+12125550181"

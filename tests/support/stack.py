@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared.auth import issue_service_token
+from tests.support.http import request_json
 from tests.support.processes import ServiceProcess, service_process
 from tests.support.settings import INTERNAL_SECRET, base_env
 
@@ -61,20 +58,9 @@ class Stack:
     ) -> tuple[int, Any]:
         """Call a service's internal API with a service token; returns (status, decoded body)."""
         token = issue_service_token(INTERNAL_SECRET, caller, name)
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        if method == "POST":
-            headers["Idempotency-Key"] = uuid.uuid4().hex
-        request = urllib.request.Request(
-            self.url(name) + path, data=data, method=method, headers=headers
+        return request_json(
+            method, self.url(name) + path, body, {"Authorization": f"Bearer {token}"}
         )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            return exc.code, json.loads(raw) if raw else None
 
     def set_clock(self, now: str, *, frozen: bool = False) -> None:
         """Set every service's clock to the same instant."""
