@@ -6,11 +6,7 @@ change feed, and an SMS reply is logged (and undone) through the internal API.
 
 from __future__ import annotations
 
-import json
 import re
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +15,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
+from tests.support.http import request_json, wait_for
 from tests.support.stack import SERVICES, Stack
 
 PHONE = "+14155550123"
@@ -26,29 +23,12 @@ PHONE = "+14155550123"
 
 def call(url: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
     """A JSON request; returns (status, body)."""
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        return exc.code, json.loads(raw) if raw else None
+    return request_json(method, url, body, {"Authorization": f"Bearer {token}"} if token else {})
 
 
 def eventually(check: Any, timeout_s: float = 30.0) -> Any:
     """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
+    return wait_for(check, "the condition", timeout_s)
 
 
 @pytest.fixture
