@@ -37,17 +37,54 @@ def mask_phone(text: str) -> str:
     return _PHONE_RE.sub(_mask, text)
 
 
+# Credentials: bearer tokens, JWT-shaped strings, and whole Authorization header values.
+_SECRET_RES = (
+    re.compile(r"(?i)(authorization\s*[:=]\s*)[^\r\n'\"\\]+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"()eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
+)
+
+
+def redact(text: str) -> str:
+    """Mask credentials and phone numbers in ``text``."""
+    for pattern in _SECRET_RES:
+        text = pattern.sub(r"\1[redacted]", text)
+    return mask_phone(text)
+
+
+def _is_malformed_http(exc: BaseException | None) -> bool:
+    # Imported here: logging is configured before anything else, aiohttp included.
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    return isinstance(exc, HttpProcessingError)
+
+
 class RedactingFilter(logging.Filter):
-    """Masks phone numbers in messages and extra fields, and adds the current request id."""
+    """Masks credentials and phone numbers everywhere in a record; adds the request id."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record in place; never drops it."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if _is_malformed_http(exc):
+            # aiohttp logs a request it cannot parse with the raw bytes (headers, body); a
+            # malformed request is the client's problem: one line, no bytes, not an error.
+            record.msg = f"refused a malformed HTTP request ({type(exc).__name__})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
         message = record.getMessage()
-        record.msg = mask_phone(message)
+        record.msg = redact(message)
         record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         for key, value in list(vars(record).items()):
             if key not in _STANDARD_ATTRS and isinstance(value, str):
-                setattr(record, key, mask_phone(value))
+                setattr(record, key, redact(value))
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id_var.get()
         return True
@@ -72,8 +109,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and key not in payload and value is not None:
                 payload[key] = value if isinstance(value, int | float | bool) else str(value)
-        if record.exc_info:
-            payload["exc"] = mask_phone(self.formatException(record.exc_info))
+        if record.exc_text:
+            payload["exc"] = record.exc_text
+        elif record.exc_info:
+            payload["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(payload, ensure_ascii=False)
 
 

@@ -86,16 +86,24 @@ class AuthService:
         return hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()
 
     async def _rate_check(self, limits: list[tuple[str, int]], now: datetime) -> None:
-        """Refuse when any (key, limit) has had ``limit`` events in the window, else count one."""
+        """Count this request under each key, then refuse if any key is over its limit.
+
+        Counting first and reading after makes the limit hold under concurrency (inserts are
+        atomic everywhere; a read-then-insert would let a burst through): each request sees at
+        least as many events as came before it, so at most ``limit`` of them pass.
+        """
         window = timedelta(seconds=self._settings.otp_rate_window_s)
+        events_ids = {key: uuid.uuid4().hex for key, _ in limits}
+        for key, _ in limits:
+            await self._auth.add_rate_event(key, events_ids[key], now)
         for key, limit in limits:
             events = await self._auth.rate_events(key, now - window)
-            if len(events) >= limit:
+            if len(events) > limit:
+                for event_id in events_ids.values():
+                    await self._auth.drop_rate_event(event_id)
                 self._metrics.otp_requests.labels("rate_limited").inc()
-                retry = (events[len(events) - limit] + window - now).total_seconds()
+                retry = (events[len(events) - limit - 1] + window - now).total_seconds()
                 raise TooManyRequests("too many sign-in codes requested; try later", int(retry) + 1)
-        for key, _ in limits:
-            await self._auth.add_rate_event(key, uuid.uuid4().hex, now)
 
     async def start(self, raw_phone: str, client_ip: str) -> OtpStarted:
         """Send a sign-in code to ``raw_phone`` (rate-limited per phone and per client address)."""
@@ -119,7 +127,6 @@ class AuthService:
                 "_id": challenge_id,
                 "phone": phone,
                 "code_hash": self._code_hash(challenge_id, code),
-                "attempts": 0,
                 "created_at": now,
                 "expires_at": expires_at,
             }
@@ -163,15 +170,19 @@ class AuthService:
         if challenge["expires_at"] <= now:
             await self._auth.drop_challenge(challenge_id)
             raise Unauthorized(BAD_CODE)
-        if challenge["attempts"] >= self._settings.otp_max_attempts:
+        # Each guess is recorded (an atomic insert) before the guesses are counted, and only a
+        # guess that finds itself within the limit is compared: a burst of parallel guesses
+        # gets at most OTP_MAX_ATTEMPTS comparisons (an $inc after a read would not ensure it).
+        attempt_key = f"otp:attempt:{challenge_id}"
+        await self._auth.add_rate_event(attempt_key, uuid.uuid4().hex, now)
+        attempts = len(await self._auth.rate_events(attempt_key, challenge["created_at"]))
+        if attempts > self._settings.otp_max_attempts:
             await self._auth.drop_challenge(challenge_id)
             self._metrics.otp_verifications.labels("locked").inc()
             raise TooManyRequests("too many wrong codes; ask for a new one", 1)
-        # Counted before comparing, so a burst of guesses cannot get past the limit unnoticed.
-        await self._auth.count_attempt(challenge_id)
         expected = challenge["code_hash"]
         if not hmac.compare_digest(expected, self._code_hash(challenge_id, code)):
-            left = self._settings.otp_max_attempts - challenge["attempts"] - 1
+            left = self._settings.otp_max_attempts - attempts
             if left <= 0:
                 await self._auth.drop_challenge(challenge_id)
             self._metrics.otp_verifications.labels("wrong").inc()

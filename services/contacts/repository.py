@@ -166,10 +166,6 @@ class AuthRepository:
         """One OTP challenge."""
         return await self._otp.find_one({"_id": challenge_id})
 
-    async def count_attempt(self, challenge_id: str) -> None:
-        """Record a verification attempt."""
-        await self._otp.update_one({"_id": challenge_id}, {"$inc": {"attempts": 1}})
-
     async def drop_challenge(self, challenge_id: str) -> None:
         """Forget a challenge (used up, or its SMS could not be queued)."""
         await self._otp.delete_one({"_id": challenge_id})
@@ -190,6 +186,10 @@ class AuthRepository:
     async def add_rate_event(self, key: str, event_id: str, at: datetime) -> None:
         """Count one event under ``key``."""
         await self._rate.insert_one({"_id": event_id, "key": key, "at": at})
+
+    async def drop_rate_event(self, event_id: str) -> None:
+        """Take back an event that was refused, so it does not count against the caller."""
+        await self._rate.delete_one({"_id": event_id})
 
     async def add_refresh(self, doc: Document) -> None:
         """Store a refresh token (by hash)."""

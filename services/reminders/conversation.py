@@ -66,11 +66,14 @@ class Conversation:
     async def handle(self, user_id: str, text: str, sid: str) -> Doc:
         """Answer one inbound SMS, exactly once per message id."""
         now = self.svc.now()
+        # Keyed by user as well: a message id presented for another user is another message,
+        # never a replay of this user's answer.
+        record = f"{user_id}:{sid}"
         fresh = await self.repo.start_reply(
-            {"_id": sid, "user_id": user_id, "state": "processing", "created_at": now}
+            {"_id": record, "user_id": user_id, "state": "processing", "created_at": now}
         )
         if not fresh:
-            stored = await self._wait_for(sid)
+            stored = await self._wait_for(record)
             if stored is not None:
                 return stored
         try:
@@ -78,14 +81,16 @@ class Conversation:
             answer = await self._execute(user, parse(text), sid, now)
         except BaseException:
             # Let a retry by the notifier run again; calls to contacts carry idempotency keys.
-            await self.repo.abandon_reply(sid)
+            await self.repo.abandon_reply(record)
             raise
-        await self.repo.finish_reply(sid, {"state": "done", "answer": answer, "finished_at": now})
+        await self.repo.finish_reply(
+            record, {"state": "done", "answer": answer, "finished_at": now}
+        )
         return answer
 
-    async def _wait_for(self, sid: str) -> Doc | None:
+    async def _wait_for(self, record: str) -> Doc | None:
         for _ in range(30):
-            doc = await self.repo.get_reply(sid)
+            doc = await self.repo.get_reply(record)
             if doc is None:
                 return None
             if doc.get("state") == "done":

@@ -630,8 +630,13 @@ class RemindersService:
     async def add_one_off(
         self, user_id: str, contact_id: str | None, name: str, reason: str, due: datetime
     ) -> Doc:
-        """A one-off touchpoint the user adds."""
+        """A one-off touchpoint the user adds (about one of their own contacts, or anyone)."""
         await self.ensure_user(user_id)
+        if contact_id is not None:
+            contact = await self.contacts.contact(user_id, contact_id)
+            if contact is None or contact.get("deleted"):
+                # The same answer for another user's contact as for one that does not exist.
+                raise NotFound("no such contact")
         now = self.now()
         due = ms(due)
         doc = self._touchpoint(

@@ -251,6 +251,23 @@ async def test_user_endpoints(
         headers=me,
     )
     assert resp.status == 422
+    # Another user's contact is as unknown as a contact that does not exist.
+    other = fakes.contacts.add_user()
+    theirs = fakes.contacts.add_contact(other, "Sam Ortiz")
+    for contact_id in (theirs, "no-such-contact"):
+        resp = await client.post(
+            "/v1/touchpoints",
+            json={
+                "contact_id": contact_id,
+                "contact_name": "Sam",
+                "reason": "y",
+                "due_at": "2026-03-05T12:00:00Z",
+            },
+            headers=me,
+        )
+        assert resp.status == 404, contact_id
+    upcoming = await (await client.get("/v1/touchpoints", headers=me)).json()
+    assert len([i for i in upcoming["items"] if i["source"] == "oneoff"]) == 1
     # A service token is not a user.
     assert (await client.get("/v1/preferences", headers=service_headers(clock))).status == 401
 

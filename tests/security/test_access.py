@@ -290,15 +290,6 @@ def test_sms_replies_act_only_on_the_senders_contacts(stack: Stack, world: World
     assert after["touchpoints"] == before["touchpoints"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "reminders: Conversation.handle keys its reply record by message_sid alone "
-        "(repo.start_reply/_wait_for), so POST /internal/v1/replies with another user's "
-        "message_sid returns the first user's stored answer (contact name, contact_id, "
-        "interaction_id) to the second user"
-    ),
-)
 def test_reply_record_is_never_served_to_another_user(stack: Stack, world: World) -> None:
     """A message id replayed for another user never returns the first user's answer."""
     sid = "SM" + uuid.uuid4().hex
@@ -321,14 +312,6 @@ def test_reply_record_is_never_served_to_another_user(stack: Stack, world: World
     assert world.contact_id not in other.raw.decode(), other.json
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "reminders: handlers.post_one_off / ReminderService.add_one_off store any contact_id "
-        "without checking that the contact is the caller's, so POST /v1/touchpoints accepts "
-        "another user's contact id (and ids that do not exist) with 201"
-    ),
-)
 def test_one_off_touchpoint_for_another_users_contact_is_refused(
     stack: Stack, world: World
 ) -> None:

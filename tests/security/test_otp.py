@@ -8,8 +8,6 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
-
 from tests.security.support import Reply, call, code_for, expect_problem, otp_start, outbox, sign_in
 from tests.support.stack import Stack
 
@@ -82,15 +80,6 @@ def test_wrong_codes_lock_the_challenge(stack: Stack) -> None:
     assert "access_token" not in late.raw.decode(), late.json
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "contacts: AuthService.verify (services/contacts/otp.py) reads challenge['attempts'] "
-        "with find_one, then $inc's it and compares the code; concurrent guesses all read the "
-        "same count, so a burst of 40 parallel guesses gets far more than OTP_MAX_ATTEMPTS=5 "
-        "codes compared against one challenge"
-    ),
-)
 def test_a_burst_of_guesses_cannot_exceed_the_attempt_limit(stack: Stack) -> None:
     phone = "+12125550334"
     seen = {m["id"] for m in outbox(stack, phone)}
@@ -131,15 +120,6 @@ def test_requests_per_number_are_limited(stack: Stack) -> None:
     assert other.status in (429, 422), other.json
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "contacts: AuthService._rate_check (services/contacts/otp.py) counts rate_events with a "
-        "find, then inserts one; concurrent /v1/auth/otp/start calls for one number all see the "
-        "same count, so 24 parallel requests for one number queue far more than "
-        "OTP_MAX_PER_PHONE=5 sign-in SMS"
-    ),
-)
 def test_a_burst_of_requests_cannot_exceed_the_limit(stack: Stack) -> None:
     phone = "+12125550337"
     with ThreadPoolExecutor(max_workers=24) as pool:

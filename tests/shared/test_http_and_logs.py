@@ -160,3 +160,50 @@ def test_json_logs_mask_messages_arguments_and_extras() -> None:
     assert line["to"] == "+*********23"
     assert line["request_id"] == "rid-9"
     assert line["service"] == "contacts"
+
+
+def _capture(logger_name: str) -> tuple[logging.Logger, io.StringIO, logging.Handler]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter("contacts"))
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    logger.propagate = False
+    return logger, stream, handler
+
+
+def test_credentials_are_masked_in_messages_and_tracebacks() -> None:
+    logger, stream, handler = _capture("tests.redaction.tokens")
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl"
+    try:
+        logger.warning("headers: Authorization: Bearer %s", token)
+        try:
+            raise ValueError(f"bad request Authorization: Bearer {token}")
+        except ValueError:
+            logger.exception("while handling %s", "+14155550123")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert token not in text
+    assert "c2lnbmF0dXJl" not in text
+    assert "4155550123" not in text
+    assert text.count("[redacted]") >= 2
+
+
+def test_malformed_http_requests_are_one_info_line_without_the_bytes() -> None:
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    logger, stream, handler = _capture("tests.redaction.parser")
+    try:
+        try:
+            raise BadHttpMessage("bad line", headers=None)
+        except BadHttpMessage:
+            logger.exception("Error handling request from %s: b'GET / HTTP/1.1 Auth: secret'", "x")
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert line["level"] == "INFO"
+    assert line["msg"] == "refused a malformed HTTP request (BadHttpMessage)"
+    assert "exc" not in line
+    assert "secret" not in stream.getvalue()
