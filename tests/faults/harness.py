@@ -8,14 +8,10 @@ inject the fault, and audit what reached the Twilio side against both databases.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +24,7 @@ from pymongo.errors import PyMongoError
 from services.reminders.models import OPEN_STATES
 from shared.auth import issue_service_token
 from tests.faults.twilio_side import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FlakyTwilio
+from tests.support.http import request_json, wait_for
 from tests.support.processes import ServiceProcess, service_process
 from tests.support.settings import INTERNAL_SECRET
 from tests.support.stack import Stack
@@ -81,29 +78,7 @@ def call(
 ) -> tuple[int, Any]:
     """One JSON request; a service token for ``target`` unless a user token is given."""
     bearer = token or issue_service_token(INTERNAL_SECRET, "cli", target)
-    headers = {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"}
-    if method == "POST":
-        headers["Idempotency-Key"] = uuid.uuid4().hex
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        return exc.code, json.loads(raw) if raw else None
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout_s: float) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+    return request_json(method, url + path, body, {"Authorization": f"Bearer {bearer}"})
 
 
 @dataclass

@@ -15,9 +15,9 @@ from tests.faults.harness import (
     dispatched,
     open_window,
     seed,
-    wait_for,
     wait_settled,
 )
+from tests.support.http import wait_for
 
 # Generous: the machine may be shared; alone, each test takes 40-100 s.
 pytestmark = pytest.mark.timeout(420)

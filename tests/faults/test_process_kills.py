@@ -16,10 +16,10 @@ from tests.faults.harness import (
     nudges_at_twilio,
     open_window,
     seed,
-    wait_for,
     wait_settled,
 )
 from tests.faults.twilio_side import FlakyTwilio
+from tests.support.http import wait_for
 
 # Generous: the machine may be shared; alone, each test takes 40-100 s.
 pytestmark = pytest.mark.timeout(420)

@@ -22,10 +22,13 @@ def test_two_replicas_of_reminders_and_notifier(make_stack: Callable[..., FaultS
     wait_settled(fs, 150)
     result = audit(fs)
     owners = Counter(c["owner"] for c in fs.read("reminders", "dispatches"))
-    senders = Counter(c.get("owner") for c in fs.read("notifier", "claims"))
     print(f"replicas: claims by reminders replica {dict(owners)}; {result.summary()}")
     assert result.due == due
     assert result.failed_digests == 0
     assert result.sms_at_twilio == USERS + result.extra_sms
-    assert len(owners) == 2, f"both reminders replicas claimed digests: {owners}"
-    assert senders is not None
+    # With a handful of users one replica can win every claim; with 50 both always have.
+    if USERS >= 30:
+        assert len(owners) == 2, f"both reminders replicas claimed digests: {owners}"
+    for proc in fs.procs():
+        assert proc.process is not None, proc.name
+        assert proc.process.poll() is None, f"{proc.name} died"
