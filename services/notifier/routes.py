@@ -5,10 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.notifier import handlers
+from services.notifier.openapi import openapi_json
 
 
 def setup_routes(app: web.Application) -> None:
     """Mount the internal API and the Twilio webhooks."""
+    app.router.add_get("/openapi.json", openapi_json)
     app.router.add_post("/internal/v1/messages", handlers.create_message)
     app.router.add_get("/internal/v1/messages", handlers.list_messages)
     app.router.add_get("/internal/v1/messages/{message_id}", handlers.get_message)

@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from pydantic.json_schema import models_json_schema
 
 from services.reminders.models import (
     FollowUpRules,
@@ -20,6 +19,7 @@ from services.reminders.models import (
     WindowDefaults,
 )
 from shared.web.auth import public
+from shared.web.openapi import Operation, build_document
 
 
 class ReplyAction(BaseModel):
@@ -75,9 +75,8 @@ MODELS: list[type[BaseModel]] = [
     UserPause,
 ]
 
-# (method, path, summary, request model, response model, security)
-OPERATIONS: list[tuple[str, str, str, str | None, str | None, str]] = [
-    (
+OPERATIONS: list[Operation] = [
+    Operation(
         "post",
         "/internal/v1/replies",
         "Interpret an inbound SMS (idempotent by message_sid)",
@@ -85,30 +84,29 @@ OPERATIONS: list[tuple[str, str, str, str | None, str | None, str]] = [
         "ReplyOut",
         "service",
     ),
-    (
+    Operation(
         "delete",
         "/internal/v1/users/{user_id}",
         "Delete a user's schedules and history",
-        None,
-        None,
-        "service",
+        security="service",
+        status=204,
     ),
-    (
+    Operation(
         "get",
         "/internal/v1/users/{user_id}/export",
         "A user's reminders data",
-        None,
-        None,
-        "service",
+        security="service",
     ),
-    ("get", "/v1/preferences", "The signed-in user's nudge preferences", None, None, "user"),
-    ("put", "/v1/preferences", "Change nudge preferences", "Preferences", None, "user"),
-    ("get", "/v1/touchpoints", "Upcoming touchpoints", None, None, "user"),
-    ("post", "/v1/touchpoints", "Add a one-off touchpoint", "OneOffIn", None, "user"),
-    ("get", "/admin/v1/tiers", "Default cadence per tier", None, "Tiers", "operator"),
-    ("put", "/admin/v1/tiers", "Replace the tier defaults", "Tiers", "Tiers", "operator"),
-    ("get", "/admin/v1/follow-up-rules", "Follow-up rules", None, "FollowUpRules", "operator"),
-    (
+    Operation("get", "/v1/preferences", "The signed-in user's nudge preferences"),
+    Operation("put", "/v1/preferences", "Change nudge preferences", "Preferences"),
+    Operation("get", "/v1/touchpoints", "Upcoming touchpoints"),
+    Operation("post", "/v1/touchpoints", "Add a one-off touchpoint", "OneOffIn", status=201),
+    Operation("get", "/admin/v1/tiers", "Default cadence per tier", None, "Tiers", "operator"),
+    Operation("put", "/admin/v1/tiers", "Replace the tier defaults", "Tiers", "Tiers", "operator"),
+    Operation(
+        "get", "/admin/v1/follow-up-rules", "Follow-up rules", None, "FollowUpRules", "operator"
+    ),
+    Operation(
         "put",
         "/admin/v1/follow-up-rules",
         "Replace the follow-up rules",
@@ -116,8 +114,10 @@ OPERATIONS: list[tuple[str, str, str, str | None, str | None, str]] = [
         "FollowUpRules",
         "operator",
     ),
-    ("get", "/admin/v1/send-window", "Send-window defaults", None, "WindowDefaults", "operator"),
-    (
+    Operation(
+        "get", "/admin/v1/send-window", "Send-window defaults", None, "WindowDefaults", "operator"
+    ),
+    Operation(
         "put",
         "/admin/v1/send-window",
         "Replace the send-window defaults",
@@ -125,81 +125,43 @@ OPERATIONS: list[tuple[str, str, str, str | None, str | None, str]] = [
         "WindowDefaults",
         "operator",
     ),
-    ("get", "/admin/v1/jobs", "System job timings", None, None, "operator"),
-    (
+    Operation("get", "/admin/v1/jobs", "System job timings", security="operator"),
+    Operation(
         "put",
         "/admin/v1/jobs",
         "Change job timings (applied without restart)",
         "JobTimings",
-        None,
-        "operator",
+        security="operator",
     ),
-    ("put", "/admin/v1/pause", "Pause or resume all nudges", "GlobalPause", None, "operator"),
-    ("put", "/admin/v1/users/{user_id}/pause", "Pause one user", "UserPause", None, "operator"),
-    ("get", "/admin/v1/users/{user_id}/schedule", "A user's schedule", None, None, "operator"),
-    (
+    Operation(
+        "put", "/admin/v1/pause", "Pause or resume all nudges", "GlobalPause", security="operator"
+    ),
+    Operation(
+        "put",
+        "/admin/v1/users/{user_id}/pause",
+        "Pause one user",
+        "UserPause",
+        security="operator",
+    ),
+    Operation(
+        "get", "/admin/v1/users/{user_id}/schedule", "A user's schedule", security="operator"
+    ),
+    Operation(
         "get",
         "/admin/v1/nudges",
         "Recent digests; status=failed for failures",
-        None,
-        None,
-        "operator",
+        security="operator",
     ),
-    ("get", "/admin/v1/dry-run", "What would be sent in the next days", None, None, "operator"),
-    ("get", "/admin/v1/audit", "Audit log of operator changes", None, None, "operator"),
+    Operation(
+        "get", "/admin/v1/dry-run", "What would be sent in the next days", security="operator"
+    ),
+    Operation("get", "/admin/v1/audit", "Audit log of operator changes", security="operator"),
 ]
 
 
 def document() -> dict[str, Any]:
     """Build the OpenAPI document."""
-    _, schemas = models_json_schema(
-        [(m, "validation") for m in MODELS], ref_template="#/components/schemas/{model}"
-    )
-    paths: dict[str, Any] = {}
-    for method, path, summary, body, answer, security in OPERATIONS:
-        op: dict[str, Any] = {
-            "summary": summary,
-            "security": [{"serviceToken" if security == "service" else "bearer": []}],
-            "responses": {
-                "200": {
-                    "description": "OK",
-                    "content": {
-                        "application/json": {
-                            "schema": {"$ref": f"#/components/schemas/{answer}"}
-                            if answer
-                            else {"type": "object"}
-                        }
-                    },
-                },
-                "default": {"description": "An RFC 9457 problem (application/problem+json)"},
-            },
-        }
-        if security == "operator":
-            op["description"] = "Needs a user access token with role operator."
-        if "{user_id}" in path:
-            op["parameters"] = [
-                {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
-            ]
-        if body:
-            op["requestBody"] = {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}
-                },
-            }
-        paths.setdefault(path, {})[method] = op
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "touchbase reminders", "version": "1"},
-        "paths": paths,
-        "components": {
-            "schemas": schemas.get("$defs", {}),
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                "serviceToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-            },
-        },
-    }
+    return build_document("touchbase reminders", MODELS, OPERATIONS)
 
 
 @public
