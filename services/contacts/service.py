@@ -321,10 +321,12 @@ class ContactsService:
 
     # --- contacts -----------------------------------------------------------------------------
 
-    async def _contact_fields(self, user_id: str, fields: Document) -> Document:
+    async def _contact_fields(
+        self, user_id: str, fields: Document, user: Document | None = None
+    ) -> Document:
         """Normalise list and nested fields of a create or patch into their stored form."""
         if fields.get("phones") is not None:
-            region = (await self.user(user_id))["region"]
+            region = (user or await self.user(user_id))["region"]
             phones: list[Document] = []
             seen: set[str] = set()
             for index, entry in enumerate(fields["phones"]):
@@ -350,8 +352,8 @@ class ContactsService:
     async def create_contact(self, user_id: str, data: ContactCreate) -> Document:
         """Add a contact to the user's book."""
         now = self._clock.now()
-        await self.user(user_id)
-        fields = await self._contact_fields(user_id, data.model_dump())
+        user = await self.user(user_id)
+        fields = await self._contact_fields(user_id, data.model_dump(), user)
         doc: Document = {
             "_id": new_id(),
             "user_id": user_id,
