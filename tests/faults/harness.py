@@ -1,9 +1,9 @@
 """The fault suite's harness: a stack on a flaky Twilio, a fast seeder, and the end-of-run audit.
 
-Time in the services is controllable, so one run is: seed users and contacts at ``START`` (each
-contact gets a "first touch" follow-up due 72 hours later), let reminders learn them from the
-change feed, move every clock to the morning of the third day, open the 09:00 digest window,
-inject the fault, and audit what reached the Twilio side against both databases.
+Time in the services is controllable, so one run is: seed users, a contact each (its "first
+touch" follow-up is due 72 hours later, derived by reminders from the change feed) and one-off
+touchpoints at ``START``, move every clock to the morning of the third day, open the 09:00 digest
+window, inject the fault, and audit what reached the Twilio side against both databases.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def fault_env() -> dict[str, dict[str, str]]:
             "REAP_INTERVAL_S": "1",
             "CLAIM_STALE_S": "5",
             "DIGEST_MAX_SEGMENTS": "10",
+            # Few users at a time: the dispatch lasts long enough to inject a fault into it.
             "SWEEP_CONCURRENCY": "4",
         },
         "notifier": {
