@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -18,6 +18,7 @@ from services.reminders.models import (
     UserPause,
     WindowDefaults,
 )
+from services.reminders.replies import ActionKind
 from shared.web.auth import public
 from shared.web.openapi import Operation, build_document
 
@@ -25,20 +26,7 @@ from shared.web.openapi import Operation, build_document
 class ReplyAction(BaseModel):
     """One thing a reply did (or asked), machine-readable."""
 
-    kind: Literal[
-        "touched",
-        "one_to_one",
-        "snoozed",
-        "skipped",
-        "note",
-        "referral_given",
-        "referral_received",
-        "paused",
-        "resumed",
-        "undone",
-        "help",
-        "who",
-    ]
+    kind: ActionKind
     contact_id: str | None = None
     contact_name: str | None = None
     details: dict[str, Any] = Field(

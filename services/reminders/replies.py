@@ -15,7 +15,7 @@ from typing import Literal
 
 from services.reminders.scheduling import parse_duration
 
-CommandKind = Literal[
+ActionKind = Literal[
     "touched",
     "one_to_one",
     "snoozed",
@@ -28,8 +28,8 @@ CommandKind = Literal[
     "undone",
     "help",
     "who",
-    "unknown",
 ]
+CommandKind = ActionKind | Literal["unknown"]
 
 # Command words and their synonyms; a typo within a small edit distance is accepted too.
 KEYWORDS: dict[str, CommandKind] = {
