@@ -112,12 +112,22 @@ def test_networker_journey(stack: Stack) -> None:
         assert status == 201, ref
 
     # Reminders learns everything from the change feed.
+    # The feed is eventually consistent (a safety lag, then the next sync): wait until every
+    # write above shows up as a touchpoint, the 1-2-1 and both referrals included.
+    expected_reasons = {
+        ("Kim Park", "thank them for the referral"),
+        ("Dana Lee", "follow up after your 1-2-1"),
+        ("Sam Ortiz", "check how your referral went"),
+    }
+
     def synced() -> Any:
         status, upcoming = api("GET", reminders_api + "/v1/touchpoints")
-        names = {tp.get("contact_name") for tp in upcoming.get("items", [])}
-        return upcoming if status == 200 and set(ids) <= names else None
+        items = upcoming.get("items", []) if status == 200 else []
+        names = {tp.get("contact_name") for tp in items}
+        reasons = {(tp.get("contact_name"), tp.get("reason")) for tp in items}
+        return upcoming if set(ids) <= names and expected_reasons <= reasons else None
 
-    wait_for(synced, "reminders to learn the new contacts")
+    wait_for(synced, "reminders to learn the contacts, the 1-2-1 and the referrals")
     assert outbox(stack, "nudge") == []
 
     # Three days on, before the digest time: the schedule moves to today's 09:00 local.
