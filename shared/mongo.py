@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +13,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from shared.tasks import cancel_and_wait
 from shared.web.keys import DB, MONGO_CLIENT, READINESS, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,7 @@ async def mongo_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task = app[_INDEX_TASK]
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([app[_INDEX_TASK]])
         await client.close()
 
 

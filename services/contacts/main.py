@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -39,6 +38,7 @@ from services.contacts.settings import ContactsSettings
 from shared.app import create_base_app
 from shared.clock import Clock
 from shared.http import ServiceClient
+from shared.tasks import cancel_and_wait
 from shared.web.idempotency import IdempotencyStore
 from shared.web.keys import CLOCK, DB, METRICS
 
@@ -123,10 +123,7 @@ def _services_ctx(
         try:
             yield
         finally:
-            task = app[_CLEANUP_TASK]
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([app[_CLEANUP_TASK]])
             await notifier.close()
             await reminders.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -35,6 +34,7 @@ from services.notifier.worker import SendWorker
 from shared.app import create_base_app
 from shared.clock import Clock
 from shared.http import ServiceClient
+from shared.tasks import cancel_and_wait
 from shared.web.keys import CLOCK, DB, METRICS
 
 log = logging.getLogger(__name__)
@@ -150,11 +150,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(tasks)
 
     app.cleanup_ctx.append(components_ctx)
     app.cleanup_ctx.append(worker_ctx)

@@ -8,7 +8,6 @@ at once on the replica that took it and within ``timings_refresh_s`` on every ot
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -23,6 +22,7 @@ from services.reminders.keys import JOBS, SERVICE
 from services.reminders.service import RemindersService
 from services.reminders.sync import ChangeFeedConsumer
 from shared.mongo import INDEXES_READY
+from shared.tasks import cancel_and_wait
 from shared.web.keys import METRICS
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,5 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
         await runner.shutdown()
