@@ -272,6 +272,7 @@ class Webhook:
     """One prepared, signed webhook request."""
 
     kind: str
+    round: int  # which pass through the mix (every user sends each reply once per round)
     params: dict[str, str]
     signature: str
 
@@ -305,7 +306,9 @@ def plan(
             "ApiVersion": "2010-04-01",
         }
         signature = validator.compute_signature(url, params)
-        per_client[user % concurrency].append(Webhook(text, params, signature))
+        per_client[user % concurrency].append(
+            Webhook(text, (i - offset) // (len(phones) * len(MIX)), params, signature)
+        )
     return per_client
 
 
@@ -314,7 +317,7 @@ class Sample:
     """One answered (or failed) webhook."""
 
     kind: str
-    started: float
+    round: int
     ms: float
     outcome: str  # ok, deferred, unexpected, error
 
@@ -332,7 +335,9 @@ def _outcome(kind: str, status: int, body: str, baseline: bool) -> str:
     return "ok" if text.startswith(expected) else "unexpected"
 
 
-async def drive(url: str, clients: list[list[Webhook]], baseline: bool) -> tuple[list[Sample], float]:
+async def drive(
+    url: str, clients: list[list[Webhook]], baseline: bool
+) -> tuple[list[Sample], float]:
     """Post every client's webhooks in order, the clients concurrently; return samples, wall s."""
     samples: list[Sample] = []
     timeout = aiohttp.ClientTimeout(total=30)
@@ -351,7 +356,9 @@ async def drive(url: str, clients: list[list[Webhook]], baseline: bool) -> tuple
                     status, body = 0, ""
                 elapsed = (time.perf_counter() - t0) * 1000
                 samples.append(
-                    Sample(hook.kind, t0, elapsed, _outcome(hook.kind, status, body, baseline))
+                    Sample(
+                        hook.kind, hook.round, elapsed, _outcome(hook.kind, status, body, baseline)
+                    )
                 )
 
         started = time.perf_counter()
@@ -369,7 +376,7 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def summarize(samples: list[Sample], wall: float) -> dict[str, Any]:
+def summarize(samples: list[Sample], wall: float, round_size: int) -> dict[str, Any]:
     """Latency percentiles, throughput and outcome counts of one measured series."""
     ms = [s.ms for s in samples]
     outcomes: dict[str, int] = defaultdict(int)
@@ -384,8 +391,10 @@ def summarize(samples: list[Sample], wall: float) -> dict[str, Any]:
                 "p50_ms": round(percentile(values, 50), 2),
                 "p99_ms": round(percentile(values, 99), 2),
             }
-    ordered = sorted(samples, key=lambda s: s.started)
-    tenth = max(1, len(ordered) // 10)
+    rounds: dict[int, list[float]] = defaultdict(list)
+    for s in samples:
+        rounds[s.round].append(s.ms)
+    complete = sorted(r for r, values in rounds.items() if len(values) == round_size)
     return {
         "requests": len(samples),
         "ok": outcomes["ok"],
@@ -399,9 +408,15 @@ def summarize(samples: list[Sample], wall: float) -> dict[str, Any]:
         "max_ms": round(max(ms), 2) if ms else float("nan"),
         "wall_s": round(wall, 3),
         "throughput_rps": round(len(samples) / wall, 2) if wall > 0 else 0.0,
-        # The first and last tenth of the series: the data grows as replies are logged.
-        "first_tenth_p50_ms": round(percentile([s.ms for s in ordered[:tenth]], 50), 2),
-        "last_tenth_p50_ms": round(percentile([s.ms for s in ordered[-tenth:]], 50), 2),
+        # The first and last complete pass through the mix: the data grows as replies are
+        # logged, the mix of replies stays the same.
+        "rounds": len(complete),
+        "first_round_mean_ms": round(statistics.fmean(rounds[complete[0]]), 2)
+        if complete
+        else None,
+        "last_round_mean_ms": round(statistics.fmean(rounds[complete[-1]]), 2)
+        if complete
+        else None,
         "by_kind": by_kind,
     }
 
@@ -428,7 +443,7 @@ async def measure(
         ):
             clients = plan(phones, args.webhooks, concurrency, url, offset)
             samples, wall = await drive(url, clients, is_base)
-            level[name] = summarize(samples, wall)
+            level[name] = summarize(samples, wall, len(phones) * len(MIX))
         offset += args.webhooks
         level["ratio_p99"] = round(level["subject"]["p99_ms"] / level["baseline"]["p99_ms"], 2)
         level["ratio_throughput"] = round(
@@ -646,10 +661,11 @@ def _scaling(runs: list[dict[str, Any]]) -> str:
     drift = []
     for level in first["levels"]:
         s = level["subject"]
-        drift.append(
-            f"{level['concurrency']} client(s) {s['first_tenth_p50_ms']:.0f} -> "
-            f"{s['last_tenth_p50_ms']:.0f} ms"
-        )
+        if s["rounds"] >= 2:
+            drift.append(
+                f"{level['concurrency']} client(s) {s['first_round_mean_ms']:.0f} -> "
+                f"{s['last_round_mean_ms']:.0f} ms over {s['rounds']} passes"
+            )
     return (
         "Each reply makes a fixed number of database round trips and internal HTTP calls "
         "(notifier: inbound record, consent, user by phone; reminders: reply record, user, "
@@ -657,8 +673,8 @@ def _scaling(runs: list[dict[str, Any]]) -> str:
         "an indexed MongoDB the latency does not depend on how many users or contacts exist. "
         "On FerretDB each non-`_id` query scans its collection, so the latency grows with "
         "the total data. Measured within this run, while the run itself adds data "
-        f"({growth}): median latency of the first vs last tenth of each series: "
-        + "; ".join(drift)
+        f"({growth}): mean latency of the first vs the last complete pass through the mix: "
+        + ("; ".join(drift) or "too few passes in this run to tell")
         + ". Ten times the users and contacts means ten times the rows each scan reads; at "
         "this size the scans are a small part of each reply (the HTTP hops and Python work "
         "dominate), so the latency grows sub-linearly until the scanned collections reach "
