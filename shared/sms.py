@@ -9,6 +9,8 @@ feed) takes two septets (escape + character) that are never split across segment
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Literal
 
 Encoding = Literal["GSM-7", "UCS-2"]
@@ -59,8 +61,36 @@ _TRANSLITERATIONS = {
     "\u2022": "-",  # bullet
     "\u00b7": "-",
     "\t": " ",
-    "\u00e7": "Ç",  # GSM-7 has only the capital c-cedilla
 }
+
+
+# Letters outside GSM-7 that stripping accents does not reach (they are letters of their own).
+_LETTER_LOOKALIKES = {
+    "\u0141": "L",  # Ł
+    "\u0142": "l",  # ł
+    "\u0110": "D",  # Đ
+    "\u0111": "d",  # đ
+    "\u00d0": "D",  # Ð
+    "\u00f0": "d",  # ð
+    "\u0126": "H",  # Ħ
+    "\u0127": "h",  # ħ
+    "\u0131": "i",  # dotless i
+    "\u0152": "OE",
+    "\u0153": "oe",
+    "\u00de": "Th",  # Þ
+    "\u00fe": "th",  # þ
+    "\u0166": "T",
+    "\u0167": "t",
+    "\u014a": "NG",
+    "\u014b": "ng",
+    "\u0138": "k",
+    "\u017f": "s",  # long s
+}
+# Unicode categories of decoration with no GSM-7 look-alike: emoji and other symbols, their
+# modifiers (skin tones), joiners and variation selectors. Dropped when folding for GSM-7.
+_DECORATION = frozenset({"So", "Sk", "Cf", "Co"})
+_MARKS = frozenset({"Mn", "Me"})
+_GAP = "\x00"
 
 
 def is_gsm7(text: str) -> bool:
@@ -110,6 +140,76 @@ def to_gsm7(text: str) -> str:
     still need UCS-2; check with :func:`is_gsm7`.
     """
     return "".join(_TRANSLITERATIONS.get(ch, ch) for ch in text)
+
+
+def _fold_char(ch: str) -> str | None:
+    # The GSM-7 look-alike of one character, or None when it has none.
+    if ch in _LETTER_LOOKALIKES:
+        return _LETTER_LOOKALIKES[ch]
+    # Accented Latin letters (and compatibility forms such as ligatures or full-width letters):
+    # the letter without its marks, when that is GSM-7.
+    plain = "".join(
+        c for c in unicodedata.normalize("NFKD", ch) if unicodedata.category(c) not in _MARKS
+    )
+    if plain and is_gsm7(plain):
+        return plain
+    return None
+
+
+def fold_to_gsm7(text: str) -> str:
+    """``text`` with every character outside GSM-7 that has a plain look-alike replaced by it.
+
+    Letters GSM-7 has (é, è, ñ, ü, ø, å, ...) are kept as they are; other accented Latin letters
+    lose their accent (ë -> e, í -> i, Ł -> L), typographic punctuation becomes its ASCII
+    look-alike (see :func:`to_gsm7`), and emoji and other symbols are dropped together with the
+    space that set them off. Letters of other scripts (Chinese, Arabic, Greek, Cyrillic, ...)
+    have no look-alike and are kept, so the result may still need UCS-2.
+    """
+    out: list[str] = []
+    kept_other = False  # the last character kept is outside GSM-7 (a letter of another script)
+    for ch in to_gsm7(unicodedata.normalize("NFC", text)):
+        if ch in GSM7_BASIC or ch in GSM7_EXTENDED:
+            out.append(ch)
+            kept_other = False
+            continue
+        category = unicodedata.category(ch)
+        if category in _MARKS and kept_other:
+            out.append(ch)  # a mark of another script's letter (Arabic vowels, ...) stays
+            continue
+        folded = _fold_char(ch)
+        if folded is not None:
+            out.append(folded)
+            kept_other = False
+        elif category in _DECORATION or category in _MARKS:
+            out.append(_GAP)
+        else:
+            out.append(ch)
+            kept_other = True
+    return _close_gaps("".join(out))
+
+
+def _close_gaps(text: str) -> str:
+    # A dropped symbol and the spaces around it become one space between two words and nothing
+    # next to punctuation or at the edge of a line ("Dana \U0001f3c0: hi" -> "Dana: hi").
+    if _GAP not in text:
+        return text
+    text = re.sub(r" *\x00[\x00 ]*", _GAP, text)
+    text = re.sub(r"(?<=[^\s\x00(])\x00(?=[^\s\x00:,.;)!?])", " ", text)
+    return text.replace(_GAP, "")
+
+
+def prefer_gsm7(text: str) -> str:
+    """``text`` ready to send: in GSM-7 whenever look-alikes can make it so.
+
+    Typographic punctuation is always replaced (:func:`to_gsm7`). Accents and emoji are folded
+    away (:func:`fold_to_gsm7`) only when that brings the whole text into GSM-7; when a letter
+    of another script needs UCS-2 anyway, accents and emoji are kept as written.
+    """
+    light = to_gsm7(text)
+    if is_gsm7(light):
+        return light
+    folded = fold_to_gsm7(text)
+    return folded if is_gsm7(folded) else light
 
 
 def truncate_to_segments(text: str, max_segments: int, suffix: str = "...") -> str:

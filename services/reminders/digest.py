@@ -6,7 +6,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from shared.sms import count_segments, to_gsm7
+from shared.sms import count_segments, fold_to_gsm7, is_gsm7, to_gsm7
 
 SegmentCounter = Callable[[str], tuple[str, int]]
 
@@ -58,6 +58,23 @@ def _render(header: str, lines: Sequence[str], footer: str) -> str:
     return "\n".join([header, *numbered, footer])
 
 
+def sms_body(header: str, items: Sequence[DigestItem], footer: str) -> str:
+    """The digest text, in GSM-7 whenever look-alikes can make it so.
+
+    Smart punctuation is always replaced. Accents GSM-7 lacks (ë, í, Ł) and emoji are folded to
+    look-alikes only when that keeps the whole message in GSM-7 (160 characters a segment
+    instead of 70) and no name is left empty; when a name in another script (李华, Νίκος) needs
+    UCS-2 anyway, every name is shown as written.
+    """
+    light = _render(header, [gsm_friendly(i.line) for i in items], footer)
+    if is_gsm7(light):
+        return light
+    folded = _render(header, [fold_to_gsm7(i.line) for i in items], footer)
+    if is_gsm7(folded) and all(fold_to_gsm7(i.contact_name).strip() for i in items):
+        return folded
+    return light
+
+
 def compose(
     items: Sequence[DigestItem],
     *,
@@ -78,8 +95,7 @@ def compose(
         chosen = []
         for item in ordered[:max_items]:
             candidate = [*chosen, item]
-            header = _header(len(candidate), total)
-            body = _render(header, [gsm_friendly(i.line) for i in candidate], footer)
+            body = sms_body(_header(len(candidate), total), candidate, footer)
             if count(body)[1] > max_segments:
                 break
             chosen = candidate
@@ -87,8 +103,7 @@ def compose(
             break
     if not chosen:
         return None
-    header = _header(len(chosen), total)
-    body = _render(header, [gsm_friendly(i.line) for i in chosen], footer)
+    body = sms_body(_header(len(chosen), total), chosen, footer)
     encoding, segments = count(body)
     left = tuple(i for i in ordered if i not in chosen)
     return Digest(body, tuple(chosen), left, encoding, segments)

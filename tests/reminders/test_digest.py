@@ -113,3 +113,37 @@ def test_escalated_items_come_first_with_losing_touch_wording() -> None:
     assert describe(overdue, now) == "Dana Lee (Lee Insurance): losing touch, 41d since last touch"
     assert describe(due, now) == "Dana Lee (Lee Insurance): reconnect, last touch 20d ago"
     assert describe(follow, now) == "Dana Lee (Lee Insurance): follow up after your 1-2-1"
+
+
+def test_accents_and_emoji_outside_gsm7_fold_when_that_keeps_gsm7() -> None:
+    names = ["Zo\u00eb Martin", "\u0141ukasz Nowak", "Dana \U0001f3c0", "Jos\u00e9 Garc\u00eda"]
+    items = [
+        item(n, name=name, line=f"{name}: reconnect, last touch {30 + n}d ago")
+        for n, name in enumerate(names, start=1)
+    ]
+    digest = compose(items, max_segments=2, max_items=5)
+    assert digest is not None
+    assert digest.encoding == "GSM-7"
+    assert len(digest.items) == 4
+    for shown in ("Zoe Martin:", "Lukasz Nowak:", "Dana:", "Jos\u00e9 Garcia:"):
+        assert shown in digest.body
+
+
+def test_a_name_in_another_script_keeps_every_name_as_written() -> None:
+    items = [
+        item(1, name="\u674e\u534e", line="\u674e\u534e: reconnect, last touch 31d ago"),
+        item(2, name="Zo\u00eb Martin", line="Zo\u00eb Martin \u2013 reconnect"),
+    ]
+    digest = compose(items, max_segments=2, max_items=5)
+    assert digest is not None
+    assert digest.encoding == "UCS-2"
+    assert "Zo\u00eb Martin - reconnect" in digest.body
+    assert "\u674e\u534e" in digest.body
+
+
+def test_a_name_made_only_of_emoji_is_not_folded_away() -> None:
+    digest = compose(
+        [item(1, name="\U0001f984", line="\U0001f984: reconnect")], max_segments=2, max_items=5
+    )
+    assert digest is not None
+    assert "\U0001f984" in digest.body
