@@ -30,6 +30,8 @@ async def create_indexes(db: Database) -> None:
     await db[MESSAGES].create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
     await db[MESSAGES].create_index([("provider_sid", ASCENDING)])
     await db[MESSAGES].create_index([("transport", ASCENDING), ("created_at", DESCENDING)])
+    # Operators' newest-first listing of every user's messages reads the first page only.
+    await db[MESSAGES].create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
     await db[CLAIMS].create_index([("state", ASCENDING), ("lease_until", ASCENDING)])
     await db[INBOUND].create_index([("state", ASCENDING), ("next_try_at", ASCENDING)])
     await db[INBOUND].create_index([("user_id", ASCENDING)])
