@@ -731,13 +731,17 @@ class RemindersService:
                         finish.append(done)
 
             await asyncio.gather(*(one(u) for u in users))
-        for done in finish:
-            try:
-                await self.repo.set_next_digest(done.user_id, done.following, done.send_at)
-                if done.claim is not None and done.message is not None:
-                    await self.record(done.claim, done.message)
-            except PyMongoError as exc:
-                log.warning("recording a dispatch failed; the reaper will finish it: %s", exc)
+
+        async def settle(done: Finish) -> None:
+            async with semaphore:
+                try:
+                    await self.repo.set_next_digest(done.user_id, done.following, done.send_at)
+                    if done.claim is not None and done.message is not None:
+                        await self.record(done.claim, done.message)
+                except PyMongoError as exc:
+                    log.warning("recording a dispatch failed; the reaper will finish it: %s", exc)
+
+        await asyncio.gather(*(settle(done) for done in finish))
         return dict(stats)
 
     async def _sweep_user(
