@@ -60,11 +60,6 @@ ALLOWED_SCANS: dict[tuple[str, str, str], str] = {
         "operator actions over every user (policy change, send-window change, dry run); "
         "rare, and they visit every user anyway"
     ),
-    # GET /admin/v1/nudges without filters.
-    ("reminders", "dispatches", "find {} sort -created_at"): "missing index: reported",
-    # Account deletion and export.
-    ("reminders", "replies", "delete {user_id}"): "missing index: reported",
-    ("reminders", "replies", "find {user_id}"): "missing index: reported",
 }
 
 
