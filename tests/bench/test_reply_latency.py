@@ -110,6 +110,7 @@ def _stats(p50: float, p99: float, rps: float) -> dict[str, Any]:
         "first_round_mean_ms": p50,
         "last_round_mean_ms": p50 + 1,
         "by_kind": {text: {"n": 1, "p50_ms": p50, "p99_ms": p99} for text, _ in bench.MIX},
+        "cpu_ms_per_reply": {"database": p50, "reminders": 10.0},
     }
 
 
@@ -159,6 +160,9 @@ def test_render_reports_medians_ranges_and_the_goal() -> None:
     assert row.endswith("| met |")
     assert "--webhooks 100" in text
     assert "Scaling (10x data)" in text
+    cpu = next(line for line in text.splitlines() if line.startswith("| clients | database"))
+    assert cpu == "| clients | database | reminders |"
+    assert "| 1 | 40.0 (40.0-40.0) | 10.0 (10.0-10.0) |" in text
     assert "FerretDB" in text
     slow = bench.render([_fake_run(400.0, 2.0), _fake_run(260.0, 2.0)])
     assert "**not met**" in slow
