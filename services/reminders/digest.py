@@ -86,24 +86,29 @@ def compose(
 
     Items are taken in priority order; an item that does not fit waits for the next window
     (later, smaller items are not squeezed in ahead of it, so order stays by importance).
+    The full footer is used unless the short one carries more items or the same items in
+    fewer segments (two items and the full footer just over one segment, say).
     """
     count = counter or segment_counter()
     ordered = sorted(items, key=lambda item: -item.priority)
-    chosen: list[DigestItem] = []
     total = len(ordered)
+    best: tuple[int, int, str, list[DigestItem]] | None = None
     for footer in (FOOTER, SHORT_FOOTER):
-        chosen = []
+        chosen: list[DigestItem] = []
+        segments = 0
         for item in ordered[:max_items]:
             candidate = [*chosen, item]
             body = sms_body(_header(len(candidate), total), candidate, footer)
-            if count(body)[1] > max_segments:
+            used = count(body)[1]
+            if used > max_segments:
                 break
-            chosen = candidate
-        if chosen:
-            break
-    if not chosen:
+            chosen, segments = candidate, used
+        if chosen and (best is None or (len(chosen), -segments) > (best[0], -best[1])):
+            best = (len(chosen), segments, footer, chosen)
+    if best is None:
         return None
-    body = sms_body(_header(len(chosen), total), chosen, footer)
+    chosen = best[3]
+    body = sms_body(_header(len(chosen), total), chosen, best[2])
     encoding, segments = count(body)
     left = tuple(i for i in ordered if i not in chosen)
     return Digest(body, tuple(chosen), left, encoding, segments)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.reminders.digest import (
+    FOOTER,
+    SHORT_FOOTER,
     DigestItem,
     compose,
     gsm_friendly,
@@ -147,3 +149,17 @@ def test_a_name_made_only_of_emoji_is_not_folded_away() -> None:
     )
     assert digest is not None
     assert "\U0001f984" in digest.body
+
+
+def test_short_footer_when_it_saves_a_segment_for_the_same_items() -> None:
+    line = "x" * 45
+    items = [item(1, line=line, priority=2), item(2, line=line, priority=1)]
+    digest = compose(items, max_segments=2, max_items=5)
+    assert digest is not None
+    assert len(digest.items) == 2
+    assert digest.segments == 1
+    assert digest.body.endswith(SHORT_FOOTER)
+    # With room to spare the full footer, with its examples, stays.
+    small = compose([item(1, line="Dana Lee: reconnect")], max_segments=2, max_items=5)
+    assert small is not None
+    assert small.body.endswith(FOOTER)
