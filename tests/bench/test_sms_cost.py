@@ -1,0 +1,128 @@
+"""The SMS cost benchmark: a quick simulated week end to end, its classifier and its report."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import sms_cost as bench
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
+    out = tmp_path / "sms.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.sms_cost", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["figure"] == bench.FIGURE
+    assert set(r["meta"]) >= {"machine", "cpus", "python", "database"}
+    assert r["config"]["users"] == 20
+    assert r["config"]["days"] == 7
+    # The loaded state is what the service itself computes.
+    assert r["load_checked_contacts"] > 0
+    # Every user got digests, never more than one a day; items counted on both sides alike.
+    assert r["messages"] > 0
+    assert r["sweep_outcomes"].get("sent", 0) == r["messages"]
+    assert r["max_messages_per_user_day"] == 1
+    assert r["messages_per_user_month"]["max"] <= 7
+    assert r["baseline"]["messages"] == r["touchpoints_carried"] >= r["messages"]
+    assert r["distinct_touchpoints"] <= r["touchpoints_carried"]
+    assert r["touchpoints_carried"] <= 5 * r["messages"]  # the daily budget
+    assert (
+        sum(int(k.split()[0]) * v for k, v in r["digest_shapes"].items())
+        == (r["touchpoints_carried"])
+    )
+    # Users acted: replies were answered and logged, follow-ups came from the feed path.
+    assert r["events"]["replies"] > 0
+    assert r["events"]["reply_actions"] > 0
+    assert r["events"]["meetings_logged"] > 0
+    # SMS figures: cheaper than one SMS per touchpoint; no accidental UCS-2.
+    assert r["segments"] < r["baseline"]["segments"]
+    assert 0 < r["segment_ratio"] < 1
+    assert r["ucs2"] == r["ucs2_accidental"] + r["ucs2_unavoidable"]
+    assert r["ucs2_accidental"] == 0
+    assert r["punctuation_only_fold"]["ucs2_accidental"] > 0
+    assert r["baseline"]["ucs2"] > r["ucs2"]
+    assert r["examples"]["GSM-7"].startswith("touchbase: ")
+    assert "digests" in done.stdout
+
+
+def test_classify_tells_accidental_from_unavoidable_ucs2() -> None:
+    assert bench.classify("touchbase: 1 due\n1) Dana Lee") == "GSM-7"
+    assert bench.classify("1) Jos\u00e9 S\u00e9gol\u00e8ne") == "GSM-7"
+    for accidental in ("Zo\u00eb", "O\u2019Neil", "a \u2013 b", "Dana \U0001f3c0", "\u0141ukasz"):
+        assert bench.classify(accidental) == "UCS-2 accidental", accidental
+    for script in ("\u674e\u534e", "\u039d\u03af\u03ba\u03bf\u03c2", "Zo\u00eb \u0641\u0627\u0637"):
+        assert bench.classify(script) == "UCS-2 unavoidable", script
+
+
+def fake_run(scale: float, elapsed: float) -> dict[str, Any]:
+    return {
+        "figure": bench.FIGURE,
+        "config": {
+            "users": 1000,
+            "days": 30,
+            "users_per_db": 1,
+            "databases": 1000,
+            "concurrency": 12,
+            "seed": 8,
+            "contacts_at_end": 40_000,
+            "daily_budget": 5,
+            "max_segments": 2,
+            "quick": False,
+        },
+        "meta": {"machine": "x86_64", "cpus": 2, "python": "3.11.7", "database": "ferretdb"},
+        "elapsed_s": elapsed,
+        "messages": 27_000,
+        "touchpoints_carried": 100_000,
+        "distinct_touchpoints": 60_000,
+        "segments": int(48_000 * scale),
+        "segments_per_touchpoint": 0.48 * scale,
+        "left_out_mean": 1.2,
+        "ucs2": 300,
+        "ucs2_accidental": 0,
+        "ucs2_unavoidable": 300,
+        "messages_per_user_month": {"median": 28, "min": 20, "max": 30, "mean": 27.0},
+        "max_messages_per_user_day": 1,
+        "baseline": {
+            "messages": 100_000,
+            "segments": 130_000,
+            "segments_per_touchpoint": 1.3,
+            "ucs2": 40_000,
+        },
+        "segment_ratio": 48_000 * scale / 130_000,
+        "punctuation_only_fold": {"segments": 60_000, "ucs2_accidental": 9000},
+        "confirmations": {"messages": 30_000, "segments": 40_000, "ucs2_accidental": 8000},
+        "segments_per_touchpoint_with_confirmations": 0.88,
+        "events": {"replies": 30_000, "meetings_logged": 7000},
+        "examples": {"GSM-7": "touchbase: 2 due\n1) Dana Lee: reconnect\n2) Sam Park: hi"},
+    }
+
+
+def test_render_gives_medians_and_goals() -> None:
+    runs = [fake_run(1.0, 100.0), fake_run(1.1, 140.0), fake_run(0.9, 120.0)]
+    text = bench.render(copy.deepcopy(runs))
+    assert text.startswith("## SMS cost\n")
+    assert "| segments per touchpoint | 0.480 (0.432-0.528) | 1.300 |" in text
+    assert "<= 0.5: met" in text
+    assert "| SMS segments | 48000 (43200-52800) | 130000 | 0.369 |" in text
+    assert "| accidental UCS-2 (look-alikes would do) | 0 |" in text
+    assert "0: met" in text
+    assert "120 (100-140) s" in text
+    assert "python -m bench.sms_cost --users 1000 --days 30" in text
+    assert "Scaling (10x data)" in text
+    assert "FerretDB" in text
+    over = [fake_run(1.2, 100.0), fake_run(1.25, 100.0)]
+    assert "NOT met" in bench.render(over)
