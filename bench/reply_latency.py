@@ -14,7 +14,7 @@ The baseline, measured in the same run with the same requests and concurrency: a
 aiohttp app in its own process that checks the same Twilio signature with the same
 ``RequestValidator`` and answers a fixed TwiML body.
 
-    .venv/bin/python -m bench.reply_latency [--webhooks 500] [--concurrency 1 8] [--json PATH]
+    .venv/bin/python -m bench.reply_latency [--webhooks 300] [--concurrency 1 8] [--json PATH]
     .venv/bin/python -m bench.reply_latency --quick --json /tmp/reply.json
 """
 
@@ -33,6 +33,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -464,10 +465,12 @@ async def measure(
     phones: list[str],
     args: argparse.Namespace,
     pids: dict[str, int | None],
+    sizes: Callable[[], dict[str, int]],
 ) -> list[dict[str, Any]]:
     """For each concurrency: the baseline, then the subject, with the same request mix.
 
-    ``pids`` names the processes whose CPU time per reply is reported (None: this process).
+    ``pids`` names the processes whose CPU time per reply is reported (None: this process);
+    ``sizes`` counts the documents each level starts with (later levels see more data).
     """
     offset = 0
     if args.warmup:
@@ -477,7 +480,7 @@ async def measure(
         offset += args.warmup
     levels = []
     for concurrency in args.concurrency:
-        level: dict[str, Any] = {"concurrency": concurrency}
+        level: dict[str, Any] = {"concurrency": concurrency, "collections_at_start": sizes()}
         for name, url, is_base in (
             ("baseline", baseline_url, True),
             ("subject", subject_url, False),
@@ -567,7 +570,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             pids["database"] = db.process.pid if db.process else None
             pids["benchmark client"] = None
-            levels = asyncio.run(measure(subject_url, baseline_url, phones, args, pids))
+            levels = asyncio.run(
+                measure(
+                    subject_url, baseline_url, phones, args, pids, partial(collection_sizes, stack)
+                )
+            )
             after = collection_sizes(stack)
             tracebacks = {n: p.logs().count("Traceback") for n, p in stack.procs.items()}
         finally:
@@ -643,7 +650,9 @@ def render(runs: list[dict[str, Any]]) -> str:
         f"{cfg['webhooks']} correctly signed webhooks (each its own MessageSid) after "
         f"{cfg['warmup']} unrecorded warm-up requests. Each user sends, in order: "
         + ", ".join(f"`{m}`" for m in cfg["mix"])
-        + ". Each client owns whole users; the clients run concurrently. Subject: contacts, "
+        + ". Each client owns whole users; the clients run concurrently. The levels run one "
+        "after the other on the same data, so later levels start with more of it (see "
+        "Scaling). Subject: contacts, "
         "reminders and the notifier (sandbox transport) as separate processes on FerretDB. "
         "Baseline, same run, same requests: an aiohttp app in its own process that checks the "
         "same signature with twilio's `RequestValidator` and answers a fixed TwiML.",
@@ -741,6 +750,13 @@ def _scaling(runs: list[dict[str, Any]]) -> str:
                 f"{level['concurrency']} client(s): {s['first_round_mean_ms']:.0f} ms in the "
                 f"first pass, {s['last_round_mean_ms']:.0f} ms in the last of {s['rounds']}"
             )
+    keys = ("reminders.touchpoints", "reminders.undo", "contacts.changes", "notifier.inbound")
+    starts = "; ".join(
+        f"{level['concurrency']} client(s): "
+        + ", ".join(f"{k} {level['collections_at_start'].get(k, 0)}" for k in keys)
+        for level in last["levels"]
+        if "collections_at_start" in level
+    )
     cpu = last["levels"][0]["subject"].get("cpu_ms_per_reply", {})
     total = sum(cpu.values())
     share = (
@@ -759,6 +775,7 @@ def _scaling(runs: list[dict[str, Any]]) -> str:
         + f"The run itself adds data as replies are logged ({growth}); mean latency per pass "
         "through the same mix of replies: "
         + ("; ".join(drift) or "too few passes in this run to tell")
+        + (f". Documents when each level started: {starts}" if starts else "")
         + ". Ten times the users and contacts means about ten times the documents in the "
         "touchpoint, contact, undo and change-feed collections each scan reads, so expect the "
         "database share of each reply to grow roughly tenfold on FerretDB (and throughput to "
@@ -783,7 +800,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.webhooks is None:
-        args.webhooks = 30 if args.quick else 500
+        # 300 per level keeps a full run under three minutes on the 2-core machine.
+        args.webhooks = 30 if args.quick else 300
     if args.warmup is None:
         args.warmup = 12 if args.quick else 48
     if args.quick and args.users == 8:
