@@ -158,6 +158,7 @@ def test_render_reports_medians_ranges_and_the_goal() -> None:
     assert "| 3.0 (2.0-4.0) |" in row
     assert "| 62.5 (50.0-75.0)x |" in row
     assert row.endswith("| met |")
+    assert "Goal p99 < 250 ms: met at every concurrency measured." in text
     assert "--webhooks 100" in text
     assert "Scaling (10x data)" in text
     cpu = next(line for line in text.splitlines() if line.startswith("| clients | database"))
@@ -166,3 +167,4 @@ def test_render_reports_medians_ranges_and_the_goal() -> None:
     assert "FerretDB" in text
     slow = bench.render([_fake_run(400.0, 2.0), _fake_run(260.0, 2.0)])
     assert "**not met**" in slow
+    assert "Goal p99 < 250 ms: **not met** - with 1 client(s) p99 is 330 ms" in slow
