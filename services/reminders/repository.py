@@ -238,35 +238,26 @@ class RemindersRepository:
     async def mark_nudged(self, ids: Sequence[str], claim_id: str, now: datetime) -> None:
         """Record that a digest carried these touchpoints (idempotent per claim).
 
-        One update per touchpoint by ``_id``, sent as one bulk request: MongoDB serves each from
-        the ``_id`` index in one round trip, and FerretDB's SQLite backend pushes a lone ``_id``
-        equality down, where an ``$in`` would scan the whole collection.
+        One statement: MongoDB serves it from the ``_id`` index; FerretDB's SQLite backend scans
+        the whole collection for every update (``_id`` equality included, measured), so one
+        ``$in`` scan beats ten single-document updates there.
         """
-        if not ids:
-            return
-        update = {
-            "$set": {
-                "state": "nudged",
-                "last_claim": claim_id,
-                "last_nudged_at": now,
-                "updated_at": now,
+        await self.db.touchpoints.update_many(
+            {
+                "_id": {"$in": list(ids)},
+                "last_claim": {"$ne": claim_id},
+                "state": {"$in": list(OPEN_STATES)},
             },
-            "$inc": {"nudge_count": 1},
-            "$push": {"history": {"at": now, "state": "nudged", "claim": claim_id}},
-        }
-        await self.db.touchpoints.bulk_write(
-            [
-                UpdateOne(
-                    {
-                        "_id": tp_id,
-                        "last_claim": {"$ne": claim_id},
-                        "state": {"$in": list(OPEN_STATES)},
-                    },
-                    update,
-                )
-                for tp_id in ids
-            ],
-            ordered=False,
+            {
+                "$set": {
+                    "state": "nudged",
+                    "last_claim": claim_id,
+                    "last_nudged_at": now,
+                    "updated_at": now,
+                },
+                "$inc": {"nudge_count": 1},
+                "$push": {"history": {"at": now, "state": "nudged", "claim": claim_id}},
+            },
         )
 
     # -- dispatch claims -------------------------------------------------------------------
