@@ -5,14 +5,17 @@ contacts for one user, and are driven by 50 concurrent clients. The figures go t
 docs/contacts.md between the ``bench:contacts`` markers.
 
     .venv/bin/python -m bench.contacts_api [--requests 2000] [--clients 50] [--write-docs]
+    .venv/bin/python -m bench.contacts_api --json run.json   # one run for docs/BENCHMARKS.md
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -27,6 +30,7 @@ import aiohttp
 from aiohttp import web
 from pymongo import ASCENDING, AsyncMongoClient
 
+from bench.report import median_range
 from shared.auth import issue_access_token
 from shared.devdb import DevDatabase, free_port
 
@@ -322,6 +326,96 @@ def write_docs(section: str) -> None:
     DOC.write_text(f"{head}{START}\n{section}\n{END}{tail}")
 
 
+def summary(results: list[Result], kind: str, clients: int, seed: int) -> dict[str, Any]:
+    """One run's figures as plain data (for ``--json`` and :func:`render`)."""
+    by = {r.name: r for r in results}
+    return {
+        "meta": {
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "database": kind,
+            "clients": clients,
+            "contacts": seed,
+        },
+        "scenarios": {
+            r.name: {
+                "requests": len(r.latencies_ms),
+                "errors": r.errors,
+                "throughput": r.throughput,
+                "p50_ms": r.pct(50),
+                "p99_ms": r.pct(99),
+            }
+            for r in results
+        },
+        "ratios": {
+            op: by[f"{op} (service)"].throughput / by[f"{op} (bare)"].throughput
+            for op in ("create", "list 50")
+        },
+    }
+
+
+def render(runs: list[dict[str, Any]]) -> str:
+    """The API overhead section of docs/BENCHMARKS.md: medians (min-max) over ``runs``."""
+    meta = runs[0]["meta"]
+
+    lines = [
+        "## API overhead: contacts list and create",
+        "",
+        f"Workload: one user's book filled with {meta['contacts']:,} contacts by the create "
+        f"scenario, then pages of 50 listed; {meta['clients']} concurrent clients; the contacts "
+        "service (auth, validation, problem responses, metrics, change feed record) next to a "
+        "bare aiohttp + PyMongo handler running the same query, each as its own process on the "
+        "same database server.",
+        "",
+        "Command: `.venv/bin/python -m bench.contacts_api --requests 2000 --clients 50 "
+        f"--seed 1000` ({len(runs)} runs; median, min-max in brackets).",
+        "",
+        "| scenario | throughput (req/s) | p50 (ms) | p99 (ms) | errors |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name in runs[0]["scenarios"]:
+        rows = [run["scenarios"][name] for run in runs]
+        lines.append(
+            f"| {name} | {median_range([r['throughput'] for r in rows], '.0f')} | "
+            f"{median_range([r['p50_ms'] for r in rows], '.1f')} | "
+            f"{median_range([r['p99_ms'] for r in rows], '.1f')} | "
+            f"{sum(r['errors'] for r in rows)} |"
+        )
+    lines += [
+        "",
+        "| ratio to the bare handler (same run) | median | goal | met |",
+        "| --- | ---: | --- | --- |",
+    ]
+    for op in ("list 50", "create"):
+        values = [run["ratios"][op] for run in runs]
+        met = "yes" if statistics.median(values) >= 0.7 else "no"
+        lines.append(f"| {op} throughput | {median_range(values, '.2f')}x | >= 0.7x | {met} |")
+    lines += [
+        "",
+        "Why create is below the goal: a create reads the user (its region normalises phone "
+        "numbers, and a deleted account must not gain contacts), writes the change-feed record "
+        "and then the contact, so three database round trips against the bare handler's one "
+        "insert. The feed record comes first on purpose (a reader past the lag never misses a "
+        "write) and MongoDB offers no cheaper way to keep both without transactions, which "
+        "FerretDB lacks. Lists pay for auth, validation and the cursor, and stay near the bare "
+        "handler.",
+        "",
+        "Scaling (10x data): a list page reads one index range of 50 on MongoDB, so it does not "
+        "grow with the book; on FerretDB both sides scan the user's whole collection, so both "
+        "slow down together and the ratio holds. A create is constant on MongoDB; on FerretDB "
+        "the unique-index check makes inserts nearly constant too.",
+    ]
+    if meta["database"] == "ferretdb":
+        lines += [
+            "",
+            "FerretDB caveat: its SQLite backend filters in Go after reading the whole "
+            "collection, so absolute figures say nothing about MongoDB; the ratios compare the "
+            "service's own overhead, since both sides pay the same database cost.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     """Run the benchmark (or, with --serve-bare, the baseline server)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -330,7 +424,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1000, help="contacts created per server")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--serve-bare", nargs=3, metavar=("PORT", "URI", "DB"))
+    parser.add_argument("--json", type=Path, help="write this run's figures here")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.clients, args.seed = 100, 10, 50
     if args.serve_bare:
         port, uri, db = args.serve_bare
         web.run_app(bare_app(uri, db), host="127.0.0.1", port=int(port), print=None)
@@ -339,6 +437,8 @@ def main() -> None:
     command = ".venv/bin/python -m bench.contacts_api " + " ".join(sys.argv[1:])
     section = report(results, kind, command.strip(), args.clients)
     print(section)
+    if args.json:
+        args.json.write_text(json.dumps(summary(results, kind, args.clients, args.seed), indent=2))
     if args.write_docs:
         write_docs(section)
 

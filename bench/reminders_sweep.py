@@ -1,31 +1,40 @@
-"""Benchmark: one sweep dispatching a burst of due touchpoints, next to one APScheduler job each.
+"""Benchmark: a burst of due touchpoints through the whole pipeline, next to one job each.
 
 Data: ``--users`` users (default 5,000) in five time zones, each with ``--per-user`` due
-touchpoints (default 10, so 50,000 in all), every user's digest due at the same instant.
+touchpoints (default 10, so 50,000 in all), every user's digest due in the same minute.
 
-* Digest design (what the service does): ``RemindersService.sweep()`` on the real app and
-  database: batched queries, one unique-key claim per user and window, one notifier call per
-  user with an idempotency key, then the touchpoints are marked nudged. Checked afterwards:
-  every user got exactly one message, every touchpoint was carried (none missed).
-* Naive design: an ``AsyncIOScheduler`` with one ``DateTrigger`` job per touchpoint, all due at
-  once, each sending its own SMS to the same notifier stand-in. Counted: jobs scheduled, jobs
-  APScheduler reports as missed (``misfire_grace_time`` default 1 s), time to send them all.
+* Digest design (what the service does): ``RemindersService.sweep()`` on the real reminders
+  app and database hands each user's digest to the real notifier (a separate process, Twilio
+  transport, ``SEND_RATE_PER_SECOND`` = ``--send-rate``), which sends it with the real twilio SDK
+  to a local stand-in of Twilio's Messages endpoint. Measured: time until the notifier has
+  accepted every digest ("handed over"), time until Twilio has them all, touchpoints left out,
+  messages per user, SMS segments and encodings, and how far recording (phase 2) gets in
+  ``--record-timeout`` seconds. The same design also runs at a tenth of the size, recorded to
+  the end, for the scaling figures.
+* Naive design (the baseline, same run): an ``AsyncIOScheduler`` with one ``DateTrigger`` job
+  per touchpoint, all due at once, each posting its own SMS to an in-memory stand-in of the
+  notifier (cheaper than the real one, so the comparison favours the baseline). Counted: jobs
+  APScheduler reports missed (``misfire_grace_time`` default 1 s), errors, time to send them
+  all, segments per touchpoint.
 
-Both report SMS segments per touchpoint (``shared.sms.count_segments``). The notifier is a
-stand-in that stores messages by idempotency key in memory, in the same process.
-
-    .venv/bin/python -m bench.reminders_sweep [--users 5000] [--per-user 10] [--skip-naive]
+    .venv/bin/python -m bench.reminders_sweep [--users 5000] [--per-user 10] [--quick] [--json F]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import platform
+import statistics
+import tempfile
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +42,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from bench.report import median_range
 from services.reminders.keys import SERVICE
 from services.reminders.main import create_app
 from services.reminders.settings import RemindersSettings
@@ -42,23 +52,28 @@ from shared.devdb import DevDatabase, free_port
 from shared.http import ServiceClient
 from shared.mongo import INDEXES_READY
 from shared.sms import count_segments
+from tests.support.processes import ServiceProcess, service_process
 
 INTERNAL_SECRET = "bench-internal-secret-0123456789abcdef"
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef-xyz"
+TWILIO_TOKEN = "bench-twilio-token-0123456789abcdef"
+ACCOUNT_SID = "AC" + "d" * 32
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 # Zones where 12:00 UTC is daytime (outside the default 21:00-08:00 quiet hours).
 ZONES = ("Europe/London", "Europe/Paris", "Africa/Lagos", "Asia/Dubai", "America/Sao_Paulo")
+COMMAND = ".venv/bin/python -m bench.reminders_sweep --users 5000 --per-user 10"
 
 
 class Notifier:
-    """Stand-in for the notifier's POST /internal/v1/messages: idempotent, in memory."""
+    """In-memory stand-in for the notifier's POST /internal/v1/messages (naive baseline)."""
 
     def __init__(self) -> None:
         self.by_key: dict[str, dict[str, Any]] = {}
         self.posts = 0
-        self.last_arrival = 0.0
 
     def app(self) -> web.Application:
+        """The stand-in's routes."""
+
         async def post(request: web.Request) -> web.Response:
             self.posts += 1
             key = request.headers["Idempotency-Key"]
@@ -66,19 +81,34 @@ class Notifier:
                 return web.json_response(self.by_key[key], status=200)
             body = await request.json()
             encoding, segments = count_segments(body["body"])
-            message = {
-                "id": key,
-                "status": "queued",
-                "segments": segments,
-                "encoding": encoding,
-                **body,
-            }
+            message = {"id": key, "segments": segments, "encoding": encoding, **body}
             self.by_key[key] = message
-            self.last_arrival = time.perf_counter()
             return web.json_response(message, status=201)
 
         app = web.Application()
         app.router.add_post("/internal/v1/messages", post)
+        return app
+
+
+class Twilio:
+    """Stand-in for Twilio's Messages endpoint: accepts everything, records what arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+        self.bodies: list[str] = []
+
+    def app(self) -> web.Application:
+        """The stand-in's routes."""
+
+        async def create(request: web.Request) -> web.Response:
+            form = await request.post()
+            self.arrivals.append(time.perf_counter())
+            self.bodies.append(str(form.get("Body", "")))
+            sid = "SM" + uuid.uuid4().hex
+            return web.json_response({"sid": sid, "status": "queued"}, status=201)
+
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", create)
         return app
 
 
@@ -91,16 +121,42 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
-def touchpoints(users: int, per_user: int) -> list[dict[str, Any]]:
+def notifier_process(uri: str, twilio_url: str, rate: float, log_dir: Path) -> ServiceProcess:
+    """The real notifier as a process, sending through the twilio SDK to ``twilio_url``."""
+    env = {
+        "MONGODB_URI": uri,
+        "DB_NAME": f"bench_notifier_{os.getpid()}",
+        "INTERNAL_AUTH_SECRET": INTERNAL_SECRET,
+        "AUTH_JWT_SECRET": JWT_SECRET,
+        "SMS_TRANSPORT": "twilio",
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+        "TWILIO_FROM_NUMBER": "+15005550006",
+        "TWILIO_API_BASE_URL": twilio_url,
+        "SEND_RATE_PER_SECOND": str(rate),
+        "SEND_BURST": "1",
+        "POLL_INTERVAL_S": "0.2",
+        "CONTACTS_URL": "http://127.0.0.1:9",
+        "REMINDERS_URL": "http://127.0.0.1:9",
+        "LOG_LEVEL": "WARNING",
+        # The digests expire at the end of their window, in the reminders clock's time.
+        "TEST_MODE": "true",
+        "CONTROLLABLE_CLOCK": "true",
+        "CLOCK_START": T0.isoformat().replace("+00:00", "Z"),
+    }
+    return service_process("notifier", env, log_dir)
+
+
+def touchpoints(users: int, per_user: int, prefix: str = "u") -> list[dict[str, Any]]:
     """The shared data set: due cadence touchpoints, ``per_user`` for each user."""
-    out = []
+    out: list[dict[str, Any]] = []
     for u in range(users):
         for n in range(per_user):
             base = T0 - timedelta(days=20 + n + (u % 7))
             out.append(
                 {
-                    "_id": f"cad:u{u:05d}:c{n:02d}",
-                    "user_id": f"u{u:05d}",
+                    "_id": f"cad:{prefix}{u:05d}:c{n:02d}",
+                    "user_id": f"{prefix}{u:05d}",
                     "contact_id": f"c{u:05d}{n:02d}",
                     "contact_name": f"Contact{n} Person{u % 97}",
                     "company": "Acme Ltd" if n % 2 else None,
@@ -123,17 +179,19 @@ def touchpoints(users: int, per_user: int) -> list[dict[str, Any]]:
 
 async def digest_design(
     uri: str,
-    notifier: Notifier,
     notifier_url: str,
+    twilio: Twilio,
     users: int,
     per_user: int,
-    data: list[dict[str, Any]],
     concurrency: int,
-    dispatch_timeout: float = 300.0,
-    record_timeout: float = 60.0,
+    record_timeout: float,
+    deliver_timeout: float,
 ) -> dict[str, Any]:
-    """Load the data into a fresh database and time one sweep."""
-    db_name = f"bench_reminders_{os.getpid()}"
+    """Load the data into a fresh database and time one sweep through the whole pipeline."""
+    # Each size has its own users: the notifier must not see a repeated idempotency key.
+    prefix = f"s{users}u"
+    data = touchpoints(users, per_user, prefix)
+    db_name = f"bench_reminders_{os.getpid()}_{users}"
     env = {
         "MONGODB_URI": uri,
         "DB_NAME": db_name,
@@ -147,17 +205,13 @@ async def digest_design(
         "SWEEP_BATCH": "1000",
     }
     settings = load_settings(RemindersSettings, env)
-    clock = ControllableClock(T0, frozen=True)
-    app = create_app(settings, clock=clock)
+    app = create_app(settings, clock=ControllableClock(T0, frozen=True))
     runner = web.AppRunner(app)
     await runner.setup()
     try:
         await app[INDEXES_READY].wait()
         service = app[SERVICE]
         db = service.repo.db
-        await db.drop_collection("users")
-        await db.drop_collection("touchpoints")
-        await db.drop_collection("dispatches")
         await service.init_defaults()
         # Every item fits: a daily budget of ``per_user`` and enough segments for them.
         await service.repo.set_config(
@@ -167,7 +221,7 @@ async def digest_design(
         await db.users.insert_many(
             [
                 {
-                    "_id": f"u{u:05d}",
+                    "_id": f"{prefix}{u:05d}",
                     "phone": f"+1555{u:07d}",
                     "name": f"User {u}",
                     "time_zone": ZONES[u % len(ZONES)],
@@ -180,49 +234,70 @@ async def digest_design(
         for start in range(0, len(data), 5000):
             await db.touchpoints.insert_many(data[start : start + 5000], ordered=False)
         load_s = time.perf_counter() - load_start
+
+        # When the notifier accepts each digest: the hand-over the goal is about.
+        accepted: list[float] = []
+        gateway = service.notifier
+        real_send: Callable[..., Awaitable[Any]] = gateway.send
+
+        async def timed_send(body: Any, key: str) -> Any:
+            result = await real_send(body, key=key)
+            accepted.append(time.perf_counter())
+            return result
+
+        gateway.send = timed_send  # type: ignore[method-assign]
+        arrived_before = len(twilio.arrivals)
         started = time.perf_counter()
         sweep = asyncio.create_task(service.sweep())
-        # Phase 1 ends when the notifier holds a digest for every user.
-        deadline = started + dispatch_timeout
-        while time.perf_counter() < deadline and not sweep.done():
-            if sum(1 for k in notifier.by_key if k.startswith("digest:")) >= users:
-                break
+        deadline = started + 600
+        while len(accepted) < users and not sweep.done() and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        dispatched = sum(1 for k in notifier.by_key if k.startswith("digest:"))
-        dispatch_s = notifier.last_arrival - started
+        handover_s = (accepted[-1] - started) if accepted else float("nan")
         # Phase 2 (schedules and records) is given a bounded time; the reaper finishes the rest.
-        stats: dict[str, int] | str
         try:
-            stats = await asyncio.wait_for(sweep, timeout=record_timeout)
+            await asyncio.wait_for(asyncio.shield(sweep), timeout=record_timeout)
+            record_done = True
         except TimeoutError:
-            stats = f"recording stopped after {record_timeout:.0f}s"
-        sweep_s = time.perf_counter() - started
-        messages = list(notifier.by_key.values())
-        digest_keys = [m for m in messages if m["id"].startswith("digest:")]
-        per_user_count: dict[str, int] = {}
-        for m in digest_keys:
-            per_user_count[m["user_id"]] = per_user_count.get(m["user_id"], 0) + 1
+            record_done = False
+        record_s = time.perf_counter() - started - handover_s
+        claims_recorded = await db.dispatches.count_documents({"state": "recorded"})
         nudged = await db.touchpoints.count_documents({"state": "nudged"})
-        claims = await db.dispatches.count_documents({"state": "recorded"})
-        segments = sum(m["segments"] for m in digest_keys)
-        claimed_items = 0
-        async for claim in db.dispatches.find({}, {"items": 1}):
-            claimed_items += len(claim.get("items", []))
+        if not sweep.done():
+            sweep.cancel()
+            await asyncio.gather(sweep, return_exceptions=True)
+        # Then the notifier drains its queue at its rate limit.
+        wait_until = time.perf_counter() + deliver_timeout
+        while len(twilio.arrivals) - arrived_before < users and time.perf_counter() < wait_until:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        delivered = twilio.arrivals[arrived_before:]
+        bodies = twilio.bodies[arrived_before:]
+        carried = 0
+        per_user_count: dict[str, int] = {}
+        async for claim in db.dispatches.find({}, {"items": 1, "user_id": 1}):
+            carried += len(claim.get("items", []))
+            per_user_count[claim["user_id"]] = per_user_count.get(claim["user_id"], 0) + 1
+        encodings = [count_segments(body) for body in bodies]
+        segments = sum(n for _, n in encodings)
         return {
+            "users": users,
+            "touchpoints": len(data),
             "load_s": load_s,
-            "dispatched": dispatched,
-            "dispatch_s": dispatch_s,
-            "claimed_items": claimed_items,
-            "sweep_s": sweep_s,
-            "stats": stats,
+            "handed_over": len(accepted),
+            "handover_s": handover_s,
+            "carried": carried,
+            "missed": len(data) - carried,
             "users_messaged": len(per_user_count),
             "max_messages_per_user": max(per_user_count.values(), default=0),
-            "touchpoints_nudged": nudged,
-            "claims_recorded": claims,
+            "at_twilio": len(delivered),
+            "at_twilio_s": (delivered[-1] - started) if delivered else float("nan"),
             "segments": segments,
-            "segments_per_touchpoint": segments / max(nudged, 1),
-            "gsm7": sum(1 for m in digest_keys if m["encoding"] == "GSM-7"),
-            "sample": digest_keys[0]["body"] if digest_keys else "",
+            "segments_per_touchpoint": segments / max(carried, 1),
+            "ucs2_messages": sum(1 for enc, _ in encodings if enc != "GSM-7"),
+            "record_done": record_done,
+            "record_s": record_s,
+            "claims_recorded": claims_recorded,
+            "touchpoints_nudged": nudged,
+            "sample": bodies[0] if bodies else "",
         }
     finally:
         await app[SERVICE].repo.db.client.drop_database(db_name)
@@ -328,85 +403,181 @@ async def naive_design(
     }
 
 
-async def report_digest(
-    uri: str, notifier: Notifier, nurl: str, args: Any, data: list[dict[str, Any]]
-) -> None:
-    """Run the digest design and print what it did."""
-    d = await digest_design(
-        uri,
-        notifier,
-        nurl,
-        args.users,
-        args.per_user,
-        data,
-        args.concurrency,
-        record_timeout=args.record_timeout,
-    )
-    print("\n== digest design (service sweep) ==")
-    print(f"load {d['load_s']:.1f}s")
-    print(
-        f"phase 1: {d['dispatched']}/{args.users} users' digests at the notifier after "
-        f"{d['dispatch_s']:.1f}s, carrying {d['claimed_items']}/{len(data)} touchpoints "
-        f"(max {d['max_messages_per_user']} message per user)"
-    )
-    print(
-        f"phase 2: touchpoints marked nudged {d['touchpoints_nudged']}, claims recorded "
-        f"{d['claims_recorded']}; whole sweep {d['sweep_s']:.1f}s; outcome {d['stats']}"
-    )
-    print(
-        f"SMS segments {d['segments']} = {d['segments'] / max(d['claimed_items'], 1):.2f} "
-        f"per touchpoint; GSM-7 messages {d['gsm7']}/{d['users_messaged']}"
-    )
-    print("sample digest:\n" + d["sample"])
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--users", type=int, default=5000)
-    parser.add_argument("--per-user", type=int, default=10)
-    parser.add_argument("--naive-timeout", type=float, default=180.0)
-    parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--skip-digest", action="store_true")
-    parser.add_argument("--record-timeout", type=float, default=60.0)
-    # FerretDB's SQLite backend answers SQLITE_BUSY to many concurrent writers; MongoDB does not.
-    parser.add_argument("--concurrency", type=int, default=4)
-    args = parser.parse_args()
-    # One warning per missed job would bury the results.
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """One complete run: the digest design at full and a tenth of the size, then the baseline."""
     server = DevDatabase()
     uri = server.start()
-    notifier = Notifier()
-    nrunner, nurl = await serve(notifier.app())
-    data = touchpoints(args.users, args.per_user)
+    twilio = Twilio()
+    stand_in = Notifier()
+    truns, turl = await serve(twilio.app())
+    nruns, nurl = await serve(stand_in.app())
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    notifier = notifier_process(uri, turl, args.send_rate, log_dir)
+    result: dict[str, Any] = {
+        "meta": {
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "database": server.kind,
+            "send_rate": args.send_rate,
+            "concurrency": args.concurrency,
+            "record_timeout_s": args.record_timeout,
+        }
+    }
     try:
-        print(
-            f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}"
+        notifier.start()
+        deliver_timeout = args.users / args.send_rate + 120
+        small = max(args.users // 10, 1)
+        result["tenth"] = await digest_design(
+            uri,
+            notifier.url,
+            twilio,
+            small,
+            args.per_user,
+            args.concurrency,
+            record_timeout=600.0,
+            deliver_timeout=deliver_timeout,
         )
-        print(f"database: {uri.split('@')[-1]}")
-        print(f"data: {args.users} users x {args.per_user} = {len(data)} due touchpoints")
-        if not args.skip_digest:
-            await report_digest(uri, notifier, nurl, args, data)
+        result["digest"] = await digest_design(
+            uri,
+            notifier.url,
+            twilio,
+            args.users,
+            args.per_user,
+            args.concurrency,
+            record_timeout=args.record_timeout,
+            deliver_timeout=deliver_timeout,
+        )
+        naive = []
         if not args.skip_naive:
-            # APScheduler's default misfire grace (1 s), then no limit (every job runs late).
-            # Then no limit on lateness but at most 50 sends in flight, as the sweep does.
-            for grace, limit in ((1, None), (None, None), (None, 50)):
-                notifier.by_key = {k: v for k, v in notifier.by_key.items() if k.startswith("d")}
-                n = await naive_design(notifier, nurl, data, args.naive_timeout, grace, limit)
-                print(
-                    f"\n== naive design (one APScheduler job per touchpoint), "
-                    f"misfire_grace_time={grace}, sends in flight {limit or 'unlimited'} =="
-                )
-                print(
-                    f"add {len(data)} jobs {n['add_s']:.1f}s; run {n['run_s']:.1f}s"
-                    f"{' (timed out)' if n['timed_out'] else ''}; executed {n['executed']}, "
-                    f"missed {n['missed']}, errors {n['error']}; SMS sent {n['sent']}"
-                )
-                print(f"SMS segments per touchpoint {n['segments_per_touchpoint']:.2f}")
+            data = touchpoints(args.users, args.per_user)
+            # APScheduler's default misfire grace (1 s); then no limit on lateness but at most
+            # 50 sends in flight, as the sweep's notifier client allows.
+            for grace, limit in ((1, None), (None, 50)):
+                stand_in.by_key.clear()
+                n = await naive_design(stand_in, nurl, data, args.naive_timeout, grace, limit)
+                naive.append({"grace": grace, "limit": limit, **n})
+        result["naive"] = naive
     finally:
-        await nrunner.cleanup()
+        notifier.stop()
+        await nruns.cleanup()
+        await truns.cleanup()
         server.close()
+    return result
+
+
+def _median(runs: list[dict[str, Any]], *path: Any) -> str:
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value[key]
+        values.append(float(value))
+    return median_range(values)
+
+
+def render(runs: list[dict[str, Any]]) -> str:
+    """The Markdown section of docs/BENCHMARKS.md for these runs (medians, min-max)."""
+    first = runs[0]
+    d, t, meta = first["digest"], first["tenth"], first["meta"]
+    lines = [
+        "## Dispatch: a burst of due touchpoints",
+        "",
+        f"Workload: {d['users']:,} users in five time zones, {d['touchpoints']:,} touchpoints "
+        "due in the same minute; the reminders sweep (real app, real database) hands one digest "
+        "per user to the real notifier process, which sends them with the twilio SDK to a local "
+        f"stand-in of Twilio's Messages endpoint at `SEND_RATE_PER_SECOND={meta['send_rate']:g}`."
+        " Baseline in the same run: one APScheduler `DateTrigger` job per touchpoint, each "
+        "posting its own SMS to an in-memory notifier stand-in.",
+        "",
+        f"Command: `{COMMAND}` ({len(runs)} runs; median, min-max in brackets).",
+        "",
+        "| figure | digest sweep | goal | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    missed = max(int(r["digest"]["missed"]) for r in runs)
+    handover = statistics.median(float(r["digest"]["handover_s"]) for r in runs)
+    lines += [
+        f"| touchpoints left out of every digest (missed) | {missed} (worst run) | 0 | "
+        f"{'yes' if missed == 0 else 'no'} |",
+        f"| all {d['users']:,} digests handed over to the notifier (s) | "
+        f"{_median(runs, 'digest', 'handover_s')} | <= 60 | {'yes' if handover <= 60 else 'no'} |",
+        f"| messages per user (max) | {max(r['digest']['max_messages_per_user'] for r in runs)} "
+        "| 1 | |",
+        f"| all digests at Twilio (s), limit {meta['send_rate']:g} msg/s | "
+        f"{_median(runs, 'digest', 'at_twilio_s')} | | |",
+        f"| SMS segments per touchpoint | {_median(runs, 'digest', 'segments_per_touchpoint')}"
+        " | <= 0.5 | |",
+        f"| UCS-2 digests | {max(r['digest']['ucs2_messages'] for r in runs)} | 0 | |",
+        f"| phase 2: claims recorded within {meta['record_timeout_s']:g} s after hand-over | "
+        f"{_median(runs, 'digest', 'claims_recorded')} of {d['users']:,} | | |",
+        "",
+    ]
+    if any(r["naive"] for r in runs):
+        lines += [
+            "| baseline: one APScheduler job per touchpoint | missed | errors | sent | time (s) "
+            "| segments per touchpoint |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for index, variant in enumerate(first["naive"]):
+            label = (
+                f"misfire_grace_time={variant['grace']}, "
+                f"{'at most ' + str(variant['limit']) if variant['limit'] else 'unlimited'}"
+                " sends in flight"
+            )
+            lines.append(
+                f"| {label} | {_median(runs, 'naive', index, 'missed')} | "
+                f"{_median(runs, 'naive', index, 'error')} | "
+                f"{_median(runs, 'naive', index, 'sent')}"
+                f" | {_median(runs, 'naive', index, 'run_s')} | "
+                f"{variant['segments_per_touchpoint']:.2f} |"
+            )
+        lines.append("")
+    lines += [
+        f"Scaling (10x data): at a tenth of the size ({t['users']:,} users, "
+        f"{t['touchpoints']:,} touchpoints) the hand-over took "
+        f"{_median(runs, 'tenth', 'handover_s')} s and recording finished "
+        f"{_median(runs, 'tenth', 'record_s')} s later "
+        f"({_median(runs, 'tenth', 'claims_recorded')} claims recorded). Phase 1 grows linearly "
+        "with the number of due users (one unique-key claim insert and one notifier call each; "
+        "two batched reads per 1,000 users). Recording grows with users x collection size on "
+        "FerretDB, because its SQLite backend scans the whole collection for every update, "
+        "`_id` lookups included (see below); on MongoDB each is an `_id` index lookup and "
+        "recording grows linearly too. Recording happens after every digest is out, so its "
+        "slowness delays bookkeeping, never an SMS; what a bounded run leaves unrecorded the "
+        "reaper finishes, and claims plus idempotency keys make a repeat a no-op.",
+        "",
+        "The naive baseline holds one job per touchpoint in memory (lost on restart, duplicated "
+        "by every replica), and sends one SMS per touchpoint: ten texts at once per user.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Parse arguments, run once, print a summary (and write JSON with ``--json``)."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--users", type=int, default=5000)
+    parser.add_argument("--per-user", type=int, default=10)
+    parser.add_argument("--send-rate", type=float, default=100.0, help="notifier msg/s")
+    parser.add_argument("--naive-timeout", type=float, default=180.0)
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--record-timeout", type=float, default=30.0)
+    # FerretDB's SQLite backend answers SQLITE_BUSY to many concurrent writers; MongoDB does not.
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="200 users, for a smoke test")
+    parser.add_argument("--json", type=Path, help="write the measurement here")
+    args = parser.parse_args()
+    if args.quick:
+        args.users, args.naive_timeout, args.send_rate = 200, 30.0, 200.0
+    # One warning per missed job would bury the results.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    result = asyncio.run(measure(args))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    print(render([result]))
+    print("sample digest:\n" + result["digest"]["sample"])
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
