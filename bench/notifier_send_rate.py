@@ -9,7 +9,8 @@ number of sends seen in any one-second window must never exceed the limit.
 Inbound: signed webhooks from a known user are posted one after another (each reply goes through
 small stand-ins of contacts and reminders over HTTP); the latency of each answer is recorded.
 
-    .venv/bin/python -m bench.notifier_send_rate [--messages 1000] [--rate 50] [--webhooks 500]
+    .venv/bin/python -m bench.notifier_send_rate [--messages 5000] [--rate 50] [--webhooks 500]
+    .venv/bin/python -m bench.notifier_send_rate --json run.json   # one run for BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import platform
 import statistics
 import time
@@ -28,6 +31,7 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from bench.report import median_range
 from services.notifier.keys import MESSAGE_SERVICE, WORKER
 from services.notifier.main import build_transport, create_app
 from services.notifier.models import MessageIn
@@ -204,21 +208,84 @@ async def run(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     return result
 
 
+def render(runs: list[dict[str, Any]]) -> str:
+    """The send-rate section of docs/BENCHMARKS.md: medians (min-max) over ``runs``."""
+    meta = runs[0]["meta"]
+    limit = float(meta["limit"])
+    rates = [float(r["rate"]) for r in runs]
+    worst = max(int(r["max_per_second"]) for r in runs)
+    worst_token = max(int(r["max_per_second_token"]) for r in runs)
+    off = max(abs(rate - limit) / limit for rate in rates)
+    lines = [
+        "## Send rate: draining a backlog at the configured limit",
+        "",
+        f"Workload: {meta['messages']:,} messages queued with the worker stopped, then sent by "
+        "the notifier's worker through the real twilio SDK (`AsyncTwilioHttpClient`) to a local "
+        "stand-in of Twilio's Messages endpoint that accepts everything at once, with "
+        f"`SEND_RATE_PER_SECOND={limit:g}`. The rate is measured where Twilio would see it (at "
+        "the stand-in), from the first arrival to the last. Baseline: the configured limit.",
+        "",
+        f"Command: `.venv/bin/python -m bench.notifier_send_rate --messages {meta['messages']} "
+        f"--rate {limit:g}` ({len(runs)} runs; median, min-max in brackets).",
+        "",
+        "| figure | result | goal | met |",
+        "| --- | --- | --- | --- |",
+        f"| sent | {min(int(r['sent']) for r in runs):,} of {meta['messages']:,} (worst run) "
+        f"| all | {'yes' if all(r['sent'] == meta['messages'] for r in runs) else 'no'} |",
+        f"| sustained rate at Twilio (msg/s) | {median_range(rates, '.2f')} | within 5% of "
+        f"{limit:g} | {'yes' if off <= 0.05 else 'no'} (worst {off:.1%}) |",
+        f"| most sends in any 1 s window, at Twilio / granted by the limiter | {worst} / "
+        f"{worst_token} (worst run) | never above {limit:g} | "
+        f"{'yes' if worst_token <= limit else 'no'} |",
+        f"| drain time (s) | {median_range([float(r['drain_s']) for r in runs])} | "
+        f"{meta['messages'] / limit:.0f} at the limit | |",
+        f"| queueing the backlog (s) | {median_range([float(r['queue_s']) for r in runs])} | | |",
+        "",
+        "The limiter is a token bucket (burst 1 here): the worker takes a token before each SDK "
+        "call, so the spacing at Twilio is the limiter's plus network jitter; a 1 s window at "
+        "Twilio can hold one more arrival than the limit when two sends straddle its edge after "
+        "jitter, which is why the limiter's own count is the one held to the limit.",
+        "",
+        "Scaling (10x data): the rate does not depend on the backlog: the worker claims due "
+        "messages in small batches by `(status_rank, next_attempt_at)`; the drain time grows "
+        "linearly with the backlog at the limit. On FerretDB each claim query scans the messages "
+        "collection, which costs more per batch as the backlog grows but stays well inside the "
+        "20 ms between sends at 50 msg/s here.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Run the benchmark and print a Markdown summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--webhooks", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16, help="SEND_CONCURRENCY")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--json", type=Path, help="write this run's figures here")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     args = parser.parse_args()
+    if args.quick:
+        args.messages, args.webhooks = 100, 20
     db = DevDatabase()
     uri = db.start()
     try:
         result = asyncio.run(run(args, uri))
     finally:
         db.close()
+    result["meta"] = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "database": db.kind,
+        "messages": args.messages,
+        "limit": args.rate,
+        "webhooks": args.webhooks,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
     print(f"machine: {platform.machine()}, {platform.system()}, Python {platform.python_version()}")
     print(
         "| backlog | limit (msg/s) | sustained at Twilio (msg/s) | drain (s) "
