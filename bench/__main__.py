@@ -1,32 +1,197 @@
-"""Run every service benchmark in turn: ``python -m bench`` (or ``make bench``).
+"""The system benchmark suite: ``python -m bench`` (or ``make bench``) writes docs/BENCHMARKS.md.
 
-Each benchmark starts its own database and servers on 127.0.0.1, stops them when done, and
-writes its figures into the service's document under docs/ (see each module's ``--help``).
+Each benchmark module runs one complete measurement per invocation (its baseline in the same
+run), starts its own database and servers on 127.0.0.1 and stops them; this runner invokes each
+several times as a subprocess (``python -m bench.<name> --json FILE``), then asks the module to
+render its section from all runs (medians, min-max). Sections sit between markers, so
+``--only NAME`` reruns one benchmark and replaces just its section.
+
+    .venv/bin/python -m bench                       # everything (about 45 minutes)
+    .venv/bin/python -m bench --only send_rate      # one section
+    .venv/bin/python -m bench --quick --output /tmp/b.md   # tiny sizes, a smoke run
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import json
+import os
+import platform
+import re
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-BENCHMARKS = (
-    ("contacts API vs a bare aiohttp+PyMongo handler", ["bench.contacts_api", "--write-docs"]),
-    ("notifier send rate and webhook latency", ["bench.notifier_send_rate"]),
-    ("reminders sweep vs one APScheduler job per touchpoint", ["bench.reminders_sweep"]),
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One module of the suite and how often to run it."""
+
+    name: str
+    module: str
+    runs: int
+    args: tuple[str, ...] = field(default=())
+    timeout_s: float = 1800.0
+
+
+# In the issue's order. Deterministic simulations (SMS cost) and long growth curves (memory)
+# run once; everything timed runs three times for a median.
+SUITE = (
+    Benchmark("dispatch", "bench.reminders_sweep", 3),
+    Benchmark("sms_cost", "bench.sms_cost", 1),
+    Benchmark("api_overhead", "bench.contacts_api", 3),
+    Benchmark("reply_latency", "bench.reply_latency", 3),
+    Benchmark("memory", "bench.reminders_memory", 1),
+    Benchmark("send_rate", "bench.notifier_send_rate", 3, ("--webhooks", "0")),
+    Benchmark("hot_paths", "bench.profile_hotpaths", 1),
 )
 
 
-def main() -> int:
-    """Run each benchmark; the exit code is the first failure's, else 0."""
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = "unknown CPU"
+    memory_gb = 0.0
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        found = re.search(r"model name\s*:\s*(.+)", info)
+        cpu = found.group(1).strip() if found else cpu
+        mem = re.search(r"MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text())
+        memory_gb = int(mem.group(1)) / 1024 / 1024 if mem else 0.0
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gb": round(memory_gb, 1),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+        "database": (
+            "the server named by MONGODB_URI"
+            if os.environ.get("MONGODB_URI")
+            else "FerretDB 1.24.2 (SQLite backend)"
+        ),
+    }
+
+
+def run_once(bench: Benchmark, quick: bool, workdir: Path, index: int) -> dict[str, Any]:
+    """One invocation of a benchmark module; raises with its log tail when it fails."""
+    out = workdir / f"{bench.name}-{index}.json"
+    log = workdir / f"{bench.name}-{index}.log"
+    command = [sys.executable, "-m", bench.module, "--json", str(out), *bench.args]
+    if quick:
+        command.append("--quick")
+    with log.open("wb") as sink:
+        code = subprocess.call(
+            command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, timeout=bench.timeout_s
+        )
+    if code != 0 or not out.exists():
+        tail = log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(command[1:])} exited {code}:\n{tail}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def section(bench: Benchmark, runs: list[dict[str, Any]], error: str | None) -> str:
+    """A benchmark's section between its markers."""
+    if error is not None:
+        body = f"## {bench.name}\n\nThis benchmark failed in the last run:\n\n```\n{error}\n```\n"
+    else:
+        module = importlib.import_module(bench.module)
+        body = module.render(runs).rstrip() + "\n"
+    return f"<!-- bench:{bench.name}:start -->\n{body}<!-- bench:{bench.name}:end -->"
+
+
+HEADER = """# Benchmarks
+
+Written by `make bench` (`.venv/bin/python -m bench`); do not edit by hand between the markers.
+Every benchmark runs on loopback on one machine: load generator, services, stand-ins and
+database share its CPUs. The machine is small and noisy, so each timed figure is the median of
+several runs (min-max in brackets) and is compared with a baseline measured in the same run.
+
+**Database caveat.** These runs use FerretDB 1.24 with its SQLite backend, as development and
+tests do. It evaluates every filter in Go after reading the whole collection: its only pushdown
+is a lone `_id` equality, and even that reaches SQLite as `_ferretdb_sjson->'$._id' = ?` while
+the `_id` index is built on `_ferretdb_sjson->"_id"`, so SQLite scans the table for it too
+(checked with `EXPLAIN QUERY PLAN`). Every read and write therefore costs time proportional to
+its collection's size, and concurrent writers queue on SQLite's single writer lock. Absolute
+figures here say little about MongoDB; the ratios and the shapes of growth are the point. The
+code stays index-friendly for MongoDB: every query the services send is checked against the
+indexes they create by `tests/system/test_indexes.py`, which writes
+[docs/indexes.md](indexes.md).
+"""
+
+
+def header(info: dict[str, Any], started: datetime, seconds: float, quick: bool) -> str:
+    """The document's opening: where and when it was measured."""
+    run = "`.venv/bin/python -m bench" + (" --quick" if quick else "") + "`"
+    return (
+        HEADER + f"\nMeasured {started:%Y-%m-%d %H:%M} UTC, {seconds / 60:.0f} min, {run}, on "
+        f"{info['cpu']} ({info['cpus']} CPUs, {info['memory_gb']} GB), {info['system']}, "
+        f"Python {info['python']}, database {info['database']}.\n"
+    )
+
+
+def merge(text: str, name: str, new: str) -> str:
+    """Replace one benchmark's section in ``text`` (or append it)."""
+    pattern = re.compile(
+        rf"<!-- bench:{re.escape(name)}:start -->.*?<!-- bench:{re.escape(name)}:end -->",
+        re.DOTALL,
+    )
+    if pattern.search(text):
+        return pattern.sub(lambda _: new, text)
+    return text.rstrip() + "\n\n" + new + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite (or part of it) and write the document; exit 1 if any benchmark failed."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    names = [b.name for b in SUITE]
+    parser.add_argument("--only", nargs="+", choices=names, help="run just these benchmarks")
+    parser.add_argument("--runs", type=int, help="override every benchmark's number of runs")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the plumbing")
+    parser.add_argument("--output", type=Path, default=DOC)
+    args = parser.parse_args(argv)
+    chosen = [b for b in SUITE if not args.only or b.name in args.only]
+    started = datetime.now(UTC)
+    clock = time.monotonic()
     failed = 0
-    for title, args in BENCHMARKS:
-        print(f"== {title}: python -m {' '.join(args)}", flush=True)
-        started = time.monotonic()
-        code = subprocess.call([sys.executable, "-m", *args])
-        print(f"== done in {time.monotonic() - started:.0f}s (exit {code})", flush=True)
-        failed = failed or code
-    return failed
+    text = args.output.read_text() if args.output.exists() and args.only else ""
+    sections: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="touchbase-bench-") as tmp:
+        for bench in chosen:
+            runs: list[dict[str, Any]] = []
+            error = None
+            for index in range(args.runs or bench.runs):
+                print(f"== {bench.name} run {index + 1}: python -m {bench.module}", flush=True)
+                began = time.monotonic()
+                try:
+                    runs.append(run_once(bench, args.quick, Path(tmp), index))
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    error = str(exc)
+                    print(error, flush=True)
+                    break
+                print(f"   done in {time.monotonic() - began:.0f}s", flush=True)
+            failed += error is not None
+            sections[bench.name] = section(bench, runs, error)
+    if args.only and text:
+        for name, new in sections.items():
+            text = merge(text, name, new)
+    else:
+        text = header(machine(), started, time.monotonic() - clock, args.quick)
+        text += "\n" + "\n\n".join(sections.values()) + "\n"
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"wrote {args.output} ({'with failures' if failed else 'all benchmarks ran'})")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -565,11 +565,12 @@ def main() -> None:
     parser.add_argument("--record-timeout", type=float, default=30.0)
     # FerretDB's SQLite backend answers SQLITE_BUSY to many concurrent writers; MongoDB does not.
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--quick", action="store_true", help="200 users, for a smoke test")
+    parser.add_argument("--quick", action="store_true", help="100 users, for a smoke test")
     parser.add_argument("--json", type=Path, help="write the measurement here")
     args = parser.parse_args()
     if args.quick:
-        args.users, args.naive_timeout, args.send_rate = 200, 30.0, 200.0
+        args.users, args.naive_timeout, args.send_rate = 100, 30.0, 200.0
+        args.record_timeout = 5.0
     # One warning per missed job would bury the results.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     result = asyncio.run(measure(args))

@@ -1,0 +1,44 @@
+"""The benchmark runner: sections between markers, failures reported in the document."""
+
+from __future__ import annotations
+
+from bench.__main__ import SUITE, Benchmark, merge, section
+from bench.report import median_range
+
+
+def test_median_range_shows_the_spread_only_when_runs_differ() -> None:
+    assert median_range([3.0, 1.0, 2.0]) == "2 (1-3)"
+    assert median_range([1.25, 1.5, 1.75]) == "1.5 (1.2-1.8)"
+    assert median_range([0.5, 0.5], ".2f") == "0.50"
+    assert median_range([7.0]) == "7"
+
+
+def test_merge_replaces_only_the_named_section() -> None:
+    text = (
+        "# Benchmarks\n\n<!-- bench:a:start -->\nold a\n<!-- bench:a:end -->\n\n"
+        "<!-- bench:b:start -->\nold b\n<!-- bench:b:end -->\n"
+    )
+    new = "<!-- bench:a:start -->\nnew a\n<!-- bench:a:end -->"
+    merged = merge(text, "a", new)
+    assert "new a" in merged
+    assert "old a" not in merged
+    assert "old b" in merged
+    appended = merge(text, "c", "<!-- bench:c:start -->\nc\n<!-- bench:c:end -->")
+    assert appended.endswith("<!-- bench:c:end -->\n")
+    assert "old a" in appended
+
+
+def test_a_failed_benchmark_is_written_down_not_hidden() -> None:
+    text = section(Benchmark("x", "bench.nothing", 1), [], "bench.nothing exited 1:\nboom")
+    assert text.startswith("<!-- bench:x:start -->")
+    assert text.endswith("<!-- bench:x:end -->")
+    assert "failed" in text
+    assert "boom" in text
+
+
+def test_every_benchmark_in_the_suite_is_importable_and_renders() -> None:
+    import importlib
+
+    for bench in SUITE:
+        module = importlib.import_module(bench.module)
+        assert callable(module.render), bench.module
