@@ -40,6 +40,7 @@ import logging
 import os
 import platform
 import random
+import signal
 import statistics
 import time
 import unicodedata
@@ -857,11 +858,16 @@ def summarize(tallies: list[Tally], users: int, days: int) -> dict[str, Any]:
         "examples": examples,
         "digest_shapes": dict(shapes.most_common()),
         "single_item_digests": sum(1 for d in digests if d["items"] == 1),
+        "single_item_segments": sum(d["segments"] for d in digests if d["items"] == 1),
     }
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Simulate the month for every user; return the JSON result."""
+    # A SIGTERM cancels the run, so the databases are dropped and FerretDB stopped (Ctrl-C too).
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     server = DevDatabase()
     uri = server.start()
     started = time.perf_counter()
@@ -1005,6 +1011,7 @@ def render(runs: list[dict[str, Any]]) -> str:
     accidental = _med(runs, "ucs2_accidental")[2]
     ratio = _med(runs, "segment_ratio")[0]
     quick = " --quick" if cfg.get("quick") else ""
+    per_user_day = _med(runs, "elapsed_s")[0] / max(cfg["users"] * cfg["days"], 1)
     rows = [
         ("digests sent", _cell(runs, "messages"), _cell(runs, "baseline.messages"), "", ""),
         (
@@ -1066,6 +1073,22 @@ def render(runs: list[dict[str, Any]]) -> str:
     ]
     conf = first["confirmations"]
     twin = first["punctuation_only_fold"]
+    why = ""
+    if spt > GOAL_SEGMENTS_PER_TOUCHPOINT and "single_item_digests" in first:
+        singles, single_segments = first["single_item_digests"], first["single_item_segments"]
+        rest = (first["segments"] - single_segments) / max(
+            first["touchpoints_carried"] - singles, 1
+        )
+        why = (
+            f"The goal is missed because a digest goes out in every window with anything due: "
+            f"{singles} of {first['messages']} digests carried a single touchpoint for "
+            f"{single_segments} segments (UCS-2 ones take two); the other digests come to "
+            f"{rest:.3f} segments per touchpoint. Holding a lone, freshly due cadence item for "
+            "a day (never a follow-up, birthday or escalation) would meet it, at the price of "
+            "that day. Digest shapes (items in segments): "
+            + ", ".join(f"{k}: {v}" for k, v in first.get("digest_shapes", {}).items())
+            + "."
+        )
     events = first["events"]
     example = first["examples"].get("GSM-7") or ""
     return "\n".join(
@@ -1092,7 +1115,9 @@ def render(runs: list[dict[str, Any]]) -> str:
             "",
             *table,
             "",
-            f"Before accents and emoji were folded (punctuation only, the same digests): "
+            *([why, ""] if why else []),
+            "The same items with punctuation-only folding (as digests were composed before "
+            "accents and emoji outside GSM-7 were folded): "
             f"{twin['ucs2_accidental']} accidental UCS-2 digests and {twin['segments']} "
             'segments. Replies to the user\'s SMS ("Logged touch with ...") are SMS too: '
             f"{conf['messages']} confirmations, {conf['segments']} segments, "
@@ -1114,7 +1139,10 @@ def render(runs: list[dict[str, Any]]) -> str:
             "more of them wait (left out, mean "
             f"{first['left_out_mean']:.1f} a digest here) while the message count stays at one "
             "a day. The naive design grows with touchpoints, the digest with users. Run time "
-            "grows with users x days.",
+            f"grows with users x days: {per_user_day * 1000:.0f} ms of wall time per user-day "
+            f"in this run ({cfg['concurrency']} databases at a time), so 1,000 users x 30 days "
+            f"take about {per_user_day * 30_000 / 60:.0f} min here; the database's per-operation "
+            "cost, not the composition, is what grows.",
             "",
             "**Database.** FerretDB with SQLite scans a whole collection for every query except "
             "a lone `_id` lookup, updates included; users are spread over "
