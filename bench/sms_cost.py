@@ -348,7 +348,7 @@ class ContactsStandIn(ContactsGateway):
         """Store an interaction once per key."""
         if key not in self.entries:
             self.entries[key] = {
-                "id": f"i-{len(self.entries)}",
+                "id": f"i-{user_id}-{len(self.entries)}",
                 "user_id": user_id,
                 "contact_id": contact_id,
                 **body,
@@ -788,7 +788,7 @@ def summarize(tallies: list[Tally], users: int, days: int) -> dict[str, Any]:
     digests = [d for t in tallies for d in t.digests]
     confirmations = [c for t in tallies for c in t.confirmations]
     carried = sum(d["items"] for d in digests)
-    distinct = len({tp for d in digests for tp in d["touchpoints"]})
+    distinct = len({(d["user"], tp) for d in digests for tp in d["touchpoints"]})
     segments = sum(d["segments"] for d in digests)
     naive_segments = sum(d["naive_segments"] for d in digests)
     per_user: Counter[str] = Counter(d["user"] for d in digests)
