@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -215,11 +216,17 @@ def _reminders_db(stack: Stack) -> tuple[MongoClient[dict[str, Any]], Any]:
     return client, client[stack.procs["reminders"].env["DB_NAME"]]
 
 
+def progress(text: str) -> None:
+    """A progress line on stderr (stdout carries the summary)."""
+    print(f"reply_latency: {text}", file=sys.stderr, flush=True)
+
+
 def seed(stack: Stack, users: int, contacts: int) -> list[User]:
     """Sign users in, give each contacts, and send each a digest through the real pipeline."""
     phones = [f"+1212555{3000 + i:04d}" for i in range(users)]
     with ThreadPoolExecutor(8) as pool:
         seeded = list(pool.map(partial(_sign_in, stack, contacts=contacts), phones))
+    progress(f"{users} users signed in with {contacts} contacts each")
     client, db = _reminders_db(stack)
     try:
         ids = [u.id for u in seeded]
@@ -229,6 +236,7 @@ def seed(stack: Stack, users: int, contacts: int) -> list[User]:
             return bool(found >= users * contacts)
 
         wait_for(derived, "reminders to derive every contact's follow-up", 120)
+        progress("reminders derived every follow-up")
         stack.set_clock(BEFORE_WINDOW)
 
         def scheduled() -> bool:
@@ -240,6 +248,7 @@ def seed(stack: Stack, users: int, contacts: int) -> list[User]:
             )
 
         wait_for(scheduled, "every user's next digest at 09:00 local", 120)
+        progress("every user's next digest is at 09:00 local; opening the window")
         stack.set_clock(OPEN_WINDOW)
 
         def recorded() -> bool:
@@ -249,6 +258,7 @@ def seed(stack: Stack, users: int, contacts: int) -> list[User]:
             )
 
         wait_for(recorded, "every user's digest to be recorded", 120)
+        progress("every digest recorded")
     finally:
         client.close()
     for user in seeded:
@@ -502,7 +512,7 @@ async def measure(
         )
         level["goal_met"] = bool(level["subject"]["p99_ms"] < GOAL_P99_MS)
         levels.append(level)
-        print(_level_line(level), flush=True)
+        progress(_level_line(level))
     return levels
 
 
@@ -559,6 +569,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             seed_began = time.monotonic()
             users = seed(stack, args.users, args.contacts)
             intervals = production_job_intervals(stack)
+            progress(f"reminders jobs back to production intervals: {intervals}")
             seed_s = time.monotonic() - seed_began
             before = collection_sizes(stack)
             phones = [u.phone for u in users]
@@ -814,7 +825,7 @@ def _scaling(runs: list[dict[str, Any]]) -> str:
         "touchpoint, contact, undo and change-feed collections each scan reads, so expect the "
         "database share of each reply to grow roughly tenfold on FerretDB (and throughput to "
         "fall accordingly), while the HTTP hops and Python work stay the same; "
-        "`--users 80` measures it directly (seeding then takes minutes)."
+        "`--users 80` measures it directly (a run of well over ten minutes on this machine)."
     )
 
 
@@ -851,9 +862,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one measurement, print a summary, optionally write JSON; exit 1 on failed replies."""
     args = parse_args(argv)
+    # A SIGTERM (a timeout, the orchestrator giving up) unwinds like Ctrl-C, so every process
+    # started here is stopped and the temporary data removed.
+    signal.signal(signal.SIGTERM, _terminate)
     if args.serve_baseline:
         serve_baseline(args.serve_baseline)
         return 0
