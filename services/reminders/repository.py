@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,9 @@ from shared.mongo import Database, Document
 POLICY_ID = "policy"
 JOBS_ID = "jobs"
 FEED_ID = "change_feed"
+# What the sweep and the dry run read of a touchpoint: everything but its history, which grows
+# with every state change and is never part of a digest.
+NO_HISTORY = {"history": 0}
 
 
 async def ensure_indexes(db: Database) -> None:
@@ -134,9 +137,33 @@ class RemindersRepository:
         return await self.db.users.find(query).sort("_id", 1).limit(limit).to_list()
 
     async def all_users(self, user_id: str | None = None) -> list[Document]:
-        """Every user (or one)."""
+        """Every user (or one); callers over many users page with :meth:`user_pages`."""
         query: Document = {} if user_id is None else {"_id": user_id}
         return await self.db.users.find(query).to_list()
+
+    async def user_pages(self, size: int) -> AsyncGenerator[list[Document]]:
+        """Every user, ``size`` at a time, from one cursor (memory stays one page)."""
+        cursor = self.db.users.find({}).batch_size(size)
+        try:
+            page: list[Document] = []
+            async for user in cursor:
+                page.append(user)
+                if len(page) >= size:
+                    yield page
+                    page = []
+            if page:
+                yield page
+        finally:
+            await cursor.close()
+
+    async def users_by_id(self, batch: int) -> AsyncGenerator[Document]:
+        """Every user in ``_id`` order, streamed (for walks joined with touchpoints by user)."""
+        cursor = self.db.users.find({}).sort("_id", ASCENDING).batch_size(batch)
+        try:
+            async for user in cursor:
+                yield user
+        finally:
+            await cursor.close()
 
     async def set_next_digest(self, user_id: str, when: datetime, only_if: datetime | None) -> None:
         """Move a user's next digest time, unless someone already moved it elsewhere."""
@@ -211,18 +238,42 @@ class RemindersRepository:
             "state": {"$in": list(OPEN_STATES)},
             "fire_at": {"$lte": now},
         }
-        return await self.db.touchpoints.find(query).to_list()
+        return await self.db.touchpoints.find(query, NO_HISTORY).to_list()
 
     async def touchpoints_of(self, user_id: str, limit: int = 500) -> list[Document]:
         """A user's touchpoints, any state."""
         return await self.db.touchpoints.find({"user_id": user_id}).limit(limit).to_list()
 
-    async def open_touchpoints_for(self, user_ids: Sequence[str] | None) -> list[Document]:
-        """Open touchpoints of some users (or all), for the dry run."""
-        query: Document = {"state": {"$in": list(OPEN_STATES)}}
-        if user_ids is not None:
-            query["user_id"] = {"$in": list(user_ids)}
-        return await self.db.touchpoints.find(query).to_list()
+    async def open_touchpoints_for(self, user_ids: Sequence[str]) -> list[Document]:
+        """Open touchpoints of a few users, without their history (the dry run of one user)."""
+        query: Document = {"state": {"$in": list(OPEN_STATES)}, "user_id": {"$in": list(user_ids)}}
+        return await self.db.touchpoints.find(query, NO_HISTORY).to_list()
+
+    async def open_touchpoints_by_user(
+        self, batch: int
+    ) -> AsyncGenerator[tuple[str, list[Document]]]:
+        """Every open touchpoint without its history, grouped by user in user id order.
+
+        One streamed query in ``user_id`` order (the ``user_id, state, fire_at`` index gives it
+        on MongoDB), so a walk over every user holds one user's touchpoints at a time.
+        """
+        query = {"user_id": {"$gte": ""}, "state": {"$in": list(OPEN_STATES)}}
+        cursor = (
+            self.db.touchpoints.find(query, NO_HISTORY).sort("user_id", ASCENDING).batch_size(batch)
+        )
+        try:
+            owner: str | None = None
+            group: list[Document] = []
+            async for tp in cursor:
+                if tp["user_id"] != owner:
+                    if owner is not None:
+                        yield owner, group
+                    owner, group = tp["user_id"], []
+                group.append(tp)
+            if owner is not None:
+                yield owner, group
+        finally:
+            await cursor.close()
 
     async def cancel_by_source(self, user_id: str, source_id: str, now: datetime) -> int:
         """Cancel open follow-ups created by one interaction or referral."""

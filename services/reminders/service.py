@@ -64,15 +64,31 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# Users a sweep holds between its two phases; a larger sweep records every this many, so its
+# memory stays bounded whatever the number of due users.
+SWEEP_HOLD = 5000
+# Users read per page by walks over every user (window change, tier change, dry run).
+USER_PAGE = 500
+
+
 @dataclass(slots=True)
 class Finish:
-    """What is left to do for one swept user once every dispatch of the sweep is out."""
+    """What is left to do for one swept user once every dispatch of the sweep is out.
+
+    Only what recording needs is kept (not the digest body or the notifier's whole answer).
+    """
 
     user_id: str
     send_at: datetime
     following: datetime
     claim: Doc | None = None
     message: Doc | None = None
+
+    def keep(self, claim: Doc, message: Doc | None) -> None:
+        """Hold the parts of a dispatched claim and message that :meth:`record` reads."""
+        self.claim = {k: claim[k] for k in ("_id", "user_id", "items", "created_at")}
+        if message is not None:
+            self.message = {"id": message.get("id"), "status": message.get("status")}
 
 
 class RemindersService:
@@ -156,9 +172,10 @@ class RemindersService:
     async def recompute_all(self) -> None:
         """Recompute every mirrored contact's cadence (after a tier default changes)."""
         policy = await self.policy()
-        for user in await self.repo.all_users():
-            for contact in await self.repo.user_contacts(user["_id"]):
-                await self.recompute_contact(user, contact, policy)
+        async for users in self.repo.user_pages(USER_PAGE):
+            for user in users:
+                for contact in await self.repo.user_contacts(user["_id"]):
+                    await self.recompute_contact(user, contact, policy)
 
     async def change_job_timings(self, actor: str, changes: dict[str, float]) -> dict[str, float]:
         """Store new job intervals (each replica applies them live)."""
@@ -219,11 +236,10 @@ class RemindersService:
         """Recompute every user's next digest time (after a window change or a resume)."""
         policy = await self.policy()
         now = self.now()
-        pairs = [
-            (u["_id"], next_window(now, policy.window_for(u), inclusive=True))
-            for u in await self.repo.all_users()
-        ]
-        await self.repo.bulk_next_digest(pairs)
+        async for users in self.repo.user_pages(USER_PAGE):
+            await self.repo.bulk_next_digest(
+                [(u["_id"], next_window(now, policy.window_for(u), inclusive=True)) for u in users]
+            )
 
     # -- users -------------------------------------------------------------------------------
     async def ensure_user(self, user_id: str) -> Doc:
@@ -694,7 +710,9 @@ class RemindersService:
         Two phases: first every due user is claimed and handed to the notifier (the only work
         on the path to the SMS), then schedules move on and dispatches are recorded. A crash
         between the phases is harmless: the claims make a second sweep a no-op, and the reaper
-        records (re-dispatching with the same idempotency key, which never sends twice).
+        records (re-dispatching with the same idempotency key, which never sends twice). A sweep
+        of more than ``SWEEP_HOLD`` users runs the second phase every that many users, so what
+        it holds in memory does not grow with the number of due users.
         """
         stats: dict[str, int] = defaultdict(int)
         policy = await self.policy()
@@ -704,8 +722,21 @@ class RemindersService:
         now = self.now()
         semaphore = asyncio.Semaphore(self.settings.sweep_concurrency)
         finish: list[Finish] = []
+
+        async def settle(done: Finish) -> None:
+            async with semaphore:
+                try:
+                    await self.repo.set_next_digest(done.user_id, done.following, done.send_at)
+                    if done.claim is not None and done.message is not None:
+                        await self.record(done.claim, done.message)
+                except PyMongoError as exc:
+                    log.warning("recording a dispatch failed; the reaper will finish it: %s", exc)
+
         after = ""
         for _ in range(max_batches):
+            if len(finish) >= SWEEP_HOLD:
+                await asyncio.gather(*(settle(done) for done in finish))
+                finish.clear()
             users = await self.repo.due_users(now, self.settings.sweep_batch, after)
             if not users:
                 break
@@ -731,15 +762,7 @@ class RemindersService:
                         finish.append(done)
 
             await asyncio.gather(*(one(u) for u in users))
-
-        async def settle(done: Finish) -> None:
-            async with semaphore:
-                try:
-                    await self.repo.set_next_digest(done.user_id, done.following, done.send_at)
-                    if done.claim is not None and done.message is not None:
-                        await self.record(done.claim, done.message)
-                except PyMongoError as exc:
-                    log.warning("recording a dispatch failed; the reaper will finish it: %s", exc)
+            del users, due
 
         await asyncio.gather(*(settle(done) for done in finish))
         return dict(stats)
@@ -791,7 +814,8 @@ class RemindersService:
             # Another replica owns this window; the schedule still moves on.
             return "owned_elsewhere", done
         outcome, message = await self.dispatch(claim)
-        done.claim, done.message = claim, message
+        if outcome == "sent":
+            done.keep(claim, message)
         return outcome, done
 
     async def dispatch(self, claim: Doc) -> tuple[str, Doc | None]:
@@ -934,43 +958,87 @@ class RemindersService:
         }
 
     async def dry_run(self, days: int, user_id: str | None, limit: int) -> Doc:
-        """What would be sent to whom in the next ``days`` days, assuming every item is acted on."""
+        """What would be sent to whom in the next ``days`` days, assuming every item is acted on.
+
+        Users are walked in id order, streamed together with their open touchpoints (one user's
+        at a time), until ``limit`` digests are planned; ``truncated`` says the walk stopped
+        there.
+        """
         policy = await self.policy()
         now = self.now()
         end = now + timedelta(days=days)
-        users = await self.repo.all_users(user_id)
-        tps_by_user: dict[str, list[Doc]] = defaultdict(list)
-        for tp in await self.repo.open_touchpoints_for(
-            [u["_id"] for u in users] if user_id else None
-        ):
-            tps_by_user[tp["user_id"]].append(tp)
         out: list[Doc] = []
-        for user in users:
-            window = policy.window_for(user)
-            at = _aware(user.get("next_digest_at") or next_window(now, window, inclusive=True))
-            pending = list(tps_by_user.get(user["_id"], []))
-            while at <= end and len(out) < limit:
-                paused = user.get("paused_until")
-                if not (paused and _aware(paused) > at):
-                    ready = [tp for tp in pending if _aware(tp["fire_at"]) <= at]
-                    digest = self.compose_for(user, ready, policy, at) if ready else None
-                    if digest is not None:
-                        sent = {i.touchpoint_id for i in digest.items}
-                        pending = [tp for tp in pending if tp["_id"] not in sent]
-                        out.append(
-                            {
-                                "user_id": user["_id"],
-                                "send_at": at,
-                                "window": window.key(at),
-                                "body": digest.body,
-                                "segments": digest.segments,
-                                "encoding": digest.encoding,
-                                "items": [i.touchpoint_id for i in digest.items],
-                            }
-                        )
-                at = next_window(at, window)
+        truncated = False
+        if user_id is not None:
+            for user in await self.repo.all_users(user_id):
+                mine = await self.repo.open_touchpoints_for([user["_id"]])
+                truncated = self._plan(user, mine, policy, now, end, limit, out)
+        else:
+            users = self.repo.users_by_id(USER_PAGE)
+            groups = self.repo.open_touchpoints_by_user(USER_PAGE * 10)
+            try:
+                group = await anext(groups, None)
+                async for user in users:
+                    # Both streams are in user id order: skip touchpoints of users we do not
+                    # have, take this user's, leave the next users' for later.
+                    while group is not None and group[0] < user["_id"]:
+                        group = await anext(groups, None)
+                    tps: list[Doc] = []
+                    if group is not None and group[0] == user["_id"]:
+                        tps = group[1]
+                        group = await anext(groups, None)
+                    truncated = self._plan(user, tps, policy, now, end, limit, out)
+                    if truncated:
+                        break
+            finally:
+                await users.aclose()
+                await groups.aclose()
         out.sort(key=lambda d: d["send_at"])
-        return {"from": now, "to": end, "paused_all": policy.paused_all, "digests": out}
+        return {
+            "from": now,
+            "to": end,
+            "paused_all": policy.paused_all,
+            "truncated": truncated,
+            "digests": out,
+        }
+
+    def _plan(
+        self,
+        user: Doc,
+        tps: list[Doc],
+        policy: Policy,
+        now: datetime,
+        end: datetime,
+        limit: int,
+        out: list[Doc],
+    ) -> bool:
+        """Append one user's simulated digests up to ``end``; True once ``limit`` is reached."""
+        window = policy.window_for(user)
+        at = _aware(user.get("next_digest_at") or next_window(now, window, inclusive=True))
+        pending = tps
+        while at <= end:
+            if len(out) >= limit:
+                return True
+            paused = user.get("paused_until")
+            if not (paused and _aware(paused) > at):
+                ready = [tp for tp in pending if _aware(tp["fire_at"]) <= at]
+                digest = self.compose_for(user, ready, policy, at) if ready else None
+                if digest is not None:
+                    sent = {i.touchpoint_id for i in digest.items}
+                    pending = [tp for tp in pending if tp["_id"] not in sent]
+                    out.append(
+                        {
+                            "user_id": user["_id"],
+                            "send_at": at,
+                            "window": window.key(at),
+                            "body": digest.body,
+                            "segments": digest.segments,
+                            "encoding": digest.encoding,
+                            "items": [i.touchpoint_id for i in digest.items],
+                        }
+                    )
+            at = next_window(at, window)
+        return False
 
 
 def priority(tp: Doc, now: datetime) -> float:

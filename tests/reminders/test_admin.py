@@ -309,3 +309,37 @@ async def test_openapi_document_is_valid(make_client: MakeClient) -> None:
     action = doc["components"]["schemas"]["ReplyAction"]
     assert "undone" in action["properties"]["kind"]["enum"]
     assert doc["paths"]["/internal/v1/replies"]["post"]["requestBody"]
+
+
+async def test_dry_run_walks_every_user_in_id_order_up_to_the_limit(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    ops = operator_headers(clock)
+    users = sorted(fakes.contacts.add_user(tz="Europe/London") for _ in range(4))
+    for uid in users[:3]:  # the last user has nothing due
+        for n in range(2):
+            fakes.contacts.add_contact(
+                uid, f"P{n} Q", tier="A", last_interaction_at=START - timedelta(days=20 + n)
+            )
+    await sync(client)
+    # A touchpoint whose user is gone is skipped, not given to the next user.
+    tps = await service.repo.open_touchpoints(users[0])
+    stray = {**tps[0], "_id": "cad:0:x", "user_id": users[0][:-1] + "!"}
+    await service.repo.bulk_touchpoints([stray])
+    plan = await (await client.get("/admin/v1/dry-run?days=1", headers=ops)).json()
+    assert plan["truncated"] is False
+    planned = [d["user_id"] for d in plan["digests"]]
+    assert sorted(set(planned)) == users[:3]
+    assert all("cad:0:x" not in d["items"] for d in plan["digests"])
+    # With a limit the walk stops there, users in id order, and says so.
+    plan = await (await client.get("/admin/v1/dry-run?days=1&limit=1", headers=ops)).json()
+    assert plan["truncated"] is True
+    assert [d["user_id"] for d in plan["digests"]] == [users[0]]
+    # One user's dry run.
+    plan = await (
+        await client.get(f"/admin/v1/dry-run?days=1&user_id={users[1]}", headers=ops)
+    ).json()
+    assert {d["user_id"] for d in plan["digests"]} == {users[1]}
+    assert plan["truncated"] is False

@@ -8,6 +8,9 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from services.reminders import service as service_module
 from services.reminders.service import RemindersService
 from shared.clock import ControllableClock
 from tests.reminders.conftest import START, Fakes, MakeClient, operator_headers, svc, sync
@@ -361,3 +364,28 @@ async def test_dst_gap_and_time_zone_change_through_the_service(
     await sync(client)
     assert await service.repo.get_user(uid) is None
     assert await service.repo.touchpoints_of(uid) == []
+
+
+async def test_a_large_sweep_records_as_it_goes_and_misses_nobody(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``SWEEP_HOLD`` users a sweep records before going on, so its memory stays bounded."""
+    monkeypatch.setattr(service_module, "SWEEP_HOLD", 2)
+    client = await make_client(sweep_batch=1)
+    service = svc(client)
+    users = [fakes.contacts.add_user(tz="America/New_York") for _ in range(5)]
+    for uid in users:
+        _due_contacts(fakes, uid, 2)
+    await sync(client)
+    await _to_digest_time(service, clock, users[0])
+    assert await service.sweep() == {"sent": 5}
+    for uid in users:
+        assert len(fakes.notifier.sent(uid)) == 1
+        user = await service.repo.get_user(uid)
+        assert user is not None
+        assert [i["n"] for i in user["last_digest"]["items"]] == [1, 2]
+        assert user["next_digest_at"] > clock.now()
+    claims = await service.repo.list_claims(None, "recorded", 10)
+    assert len(claims) == 5
+    assert all(c["message_id"] for c in claims)
+    assert await service.sweep() == {}
