@@ -699,7 +699,8 @@ def render(runs: list[dict[str, Any]]) -> str:
     lines += [
         "",
         f"Answers across all runs: {bad['errors']} errors, {bad['deferred']} deferred (the "
-        "notifier's acknowledgement after its reply timeout), "
+        "notifier's acknowledgement when reminders has not answered within its reply timeout, "
+        "8 s by default; such an answer's latency is the timeout, which caps the tail), "
         f"{bad['unexpected']} unexpected texts.",
         "",
         "p99 by reply (ms, median of runs):",
