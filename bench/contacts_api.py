@@ -1,10 +1,10 @@
 """Benchmark: the contacts API next to a bare aiohttp + PyMongo handler running the same query.
 
 Both servers run as separate processes against the same database server, seeded with 1,000
-contacts for one user, and are driven by 50 concurrent clients. The figures go to
-docs/contacts.md between the ``bench:contacts`` markers.
+contacts for one user, and are driven by 50 concurrent clients. ``make bench`` runs it as part of
+the system suite and writes the figures to docs/BENCHMARKS.md.
 
-    .venv/bin/python -m bench.contacts_api [--requests 2000] [--clients 50] [--write-docs]
+    .venv/bin/python -m bench.contacts_api [--requests 2000] [--clients 50] [--seed 1000]
     .venv/bin/python -m bench.contacts_api --json run.json   # one run for docs/BENCHMARKS.md
 """
 
@@ -35,8 +35,6 @@ from shared.auth import issue_access_token
 from shared.devdb import DevDatabase, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "contacts.md"
-START, END = "<!-- bench:contacts:start -->", "<!-- bench:contacts:end -->"
 JWT_SECRET = "bench-jwt-secret-0123456789abcdef-xyz"
 INTERNAL_SECRET = "bench-internal-secret-0123456789abcdef"
 PAGE = 50
@@ -316,16 +314,6 @@ def report(results: list[Result], kind: str, command: str, clients: int) -> str:
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    """Replace the figures between the markers in docs/contacts.md."""
-    text = DOC.read_text() if DOC.exists() else f"# contacts\n\n{START}\n{END}\n"
-    if START not in text:
-        text += f"\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(f"{head}{START}\n{section}\n{END}{tail}")
-
-
 def summary(results: list[Result], kind: str, clients: int, seed: int) -> dict[str, Any]:
     """One run's figures as plain data (for ``--json`` and :func:`render`)."""
     by = {r.name: r for r in results}
@@ -422,7 +410,6 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="list requests per server")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1000, help="contacts created per server")
-    parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--serve-bare", nargs=3, metavar=("PORT", "URI", "DB"))
     parser.add_argument("--json", type=Path, help="write this run's figures here")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
@@ -439,8 +426,6 @@ def main() -> None:
     print(section)
     if args.json:
         args.json.write_text(json.dumps(summary(results, kind, args.clients, args.seed), indent=2))
-    if args.write_docs:
-        write_docs(section)
 
 
 if __name__ == "__main__":
