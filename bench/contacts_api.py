@@ -339,8 +339,9 @@ def report(results: list[Result], kind: str, command: str, clients: int) -> str:
         lines += [
             "",
             "**Caveat:** FerretDB with its SQLite backend reads the whole collection for every "
-            "query and filters in Go (only a lone `_id` equality is pushed down); indexes are "
-            "created but unused. Both sides pay that, so the ratios say something about the "
+            "query and filters in Go (even a lone `_id` equality, which it passes to SQLite, "
+            "misses its `_id` index); indexes are created but unused. Both sides pay that, so "
+            "the ratios say something about the "
             "service's own overhead, while the absolute figures say nothing about MongoDB, where "
             "the `(user_id, deleted, name_norm, _id)` index serves the page directly.",
         ]
