@@ -877,7 +877,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_baseline:
         serve_baseline(args.serve_baseline)
         return 0
-    result = run(args)
+    try:
+        result = run(args)
+    except KeyboardInterrupt:
+        progress("interrupted; everything it started is stopped")
+        return 130
     print(render([result]))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
