@@ -69,7 +69,7 @@ def _fake_run(rss: list[float], hwm: list[float], dry: list[float]) -> dict[str,
                 "touchpoints": (n + 1) * 1000,
                 "users": (n + 1) * 100,
                 "memory": {"idle": {"rss_mb": r, "hwm_mb": h}},
-                "seconds": {"dry_run": d},
+                "seconds": {"dry_run": d, "sweep": 2 * d},
                 "counts": {"dry_run_digests": 10 * (n + 1)},
             }
         )
@@ -95,5 +95,8 @@ def test_render_gives_the_medians_of_the_runs() -> None:
     assert "**18.0 MiB idle RSS, 26.0 MiB peak**" in text
     assert "goal met" in text
     assert "FerretDB" in text
-    assert "Scaling (10x data)" in text
+    assert (
+        "from 1,000 to 2,000 touchpoints (2x) the idle RSS grew 18.0 MiB and the peak 26.0" in text
+    )
+    assert "the dry run took 2.8x" in text  # median of 3x and 2.5x
     assert "goal NOT met" in bench.render([_fake_run([60.0, 120.0], [62.0, 130.0], [1.0, 2.0])])
