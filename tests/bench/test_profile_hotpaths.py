@@ -57,6 +57,8 @@ def test_quick_run_profiles_every_workload(tmp_path: Path) -> None:
     assert w["notifier_drain"]["sent"] == w["notifier_drain"]["messages"]
     assert w["notifier_drain"]["messages"] == w["notifier_ingest"]["requests"]
     assert w["reminders_sweep"]["handed_over"] == w["reminders_sweep"]["users"] == 60
+    assert w["reminders_sweep"]["recorded"] == 60
+    assert w["reminders_sweep"]["completed"] is True
     # The service answering the list spends time in the driver and in HTTP.
     inclusive = r["workloads"]["contacts_list"]["areas_inclusive"]
     assert inclusive.get("database driver (pymongo, bson)", 0) > 0
@@ -111,6 +113,12 @@ def test_aggregation_of_collapsed_stacks() -> None:
     assert inclusive["services/contacts/handlers.py:list"] == 60.0
     assert not any("run_service" in name for name in inclusive)
     assert a["top_lines"][0]["name"] == "services/contacts/repository.py:find_page:20"
+    # Every function of a top table carries all three shares.
+    assert a["functions"]["services/contacts/repository.py:find_page"] == {
+        "self": 0.0,
+        "own": 30.0,
+        "inclusive": 30.0,
+    }
 
 
 def fake_run(scale: float) -> dict[str, Any]:
@@ -140,6 +148,8 @@ def fake_run(scale: float) -> dict[str, Any]:
             "touchpoints": 5000,
             "handed_over": 1000,
             "recorded": 1000,
+            "handover_s": 12.0,
+            "completed": True,
             "seconds": 30.0,
             "rate": 33.0 * scale,
         },
@@ -160,6 +170,8 @@ def fake_run(scale: float) -> dict[str, Any]:
             "send_rate": 500.0,
             "users": 1000,
             "per_user": 5,
+            "sweep_seconds": 60.0,
+            "send_concurrency": 4,
             "quick": False,
         },
         "workloads": {
@@ -178,7 +190,7 @@ def test_render_gives_median_shares_per_workload() -> None:
     assert "| database driver (pymongo, bson) | 50.0 (40.0-60.0) | 60.0 (48.0-72.0) |" in text
     assert "| `shared/sms.py:count_segments` | 5.0 (4.0-6.0) | 8.0 | 0.0 |" in text
     assert "| `services/reminders/service.py:sweep` | 0.0 | 0.0 | 90.0 |" in text
-    assert "33.0 (26.4-39.6) users/s" in text
+    assert "33.0 (26.4-39.6) digests handed over/s" in text
     assert "What was done" in text
     assert "Scaling (10x data)" in text
     assert "FerretDB" in text
