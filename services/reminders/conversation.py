@@ -16,6 +16,7 @@ from services.reminders.replies import HELP_TEXT, Command, Ref, parse
 from services.reminders.scheduling import zone
 from services.reminders.service import RemindersService, _aware, describe, ms, priority
 from shared.errors import Conflict, DomainError
+from shared.sms import prefer_gsm7
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class Conversation:
         try:
             user = await self.svc.ensure_user(user_id)
             answer = await self._execute(user, parse(text), sid, now)
+            # The answer is an SMS too: a name with an emoji or a letter outside GSM-7 must not
+            # turn it into UCS-2 (twice the segments) when a look-alike keeps it in GSM-7.
+            answer["reply"] = prefer_gsm7(answer["reply"])
         except BaseException:
             # Let a retry by the notifier run again; calls to contacts carry idempotency keys.
             await self.repo.abandon_reply(record)

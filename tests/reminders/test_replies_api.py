@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from shared.clock import ControllableClock
+from shared.sms import is_gsm7
 from tests.reminders.conftest import (
     START,
     Fakes,
@@ -136,7 +137,8 @@ async def test_ambiguous_name_asks_then_acts(chat: Chat, fakes: Fakes) -> None:
 
 async def test_accent_insensitive_names(chat: Chat, fakes: Fakes) -> None:
     answer = await chat.say("note jose: daughter graduates in May")
-    assert answer["reply"].startswith("Noted for José Núñez.")
+    # "ú" is not in GSM-7 ("é" and "ñ" are): the confirmation folds it rather than go UCS-2.
+    assert answer["reply"].startswith("Noted for José Nuñez.")
     [logged] = fakes.contacts.interactions.values()
     assert logged["kind"] == "note"
     assert logged["notes"] == "daughter graduates in May"
@@ -302,3 +304,16 @@ async def test_contacts_outage_is_a_502_and_a_retry_works(
     resp = await chat.client.post("/internal/v1/replies", json=good, headers=service_headers(clock))
     assert resp.status == 200
     assert len(fakes.contacts.interactions) == 1
+
+
+async def test_confirmations_stay_in_gsm7_when_a_name_has_an_emoji(
+    chat: Chat, fakes: Fakes
+) -> None:
+    """A confirmation is an SMS too: an emoji or a letter outside GSM-7 must not make it UCS-2."""
+    fakes.contacts.add_contact(chat.uid, "Zoë 🏀", tier="C", last_interaction_at=START)
+    await sync(chat.client)
+    answer = await chat.say("MET Zoë coffee")
+    assert answer["reply"].startswith("Logged 1-2-1 with Zoe. Next check-in")
+    assert is_gsm7(answer["reply"])
+    [action] = answer["actions"]
+    assert action["contact_name"] == "Zoë 🏀"  # the record keeps the name as written
