@@ -415,13 +415,28 @@ class RemindersService:
         tz_name = user.get("time_zone") or "UTC"
         day = next_birthday(contact["birthday"], now, tz_name) if contact.get("birthday") else None
         keep = f"bd:{user_id}:{contact_id}:{day.isoformat()}" if day else None
-        for tp in await self.repo.open_touchpoints(user_id, contact_id):
-            if tp.get("source") == "birthday" and tp["_id"] != keep:
+        # The contact's copy names its birthday touchpoint, so the usual case (no birthday, or
+        # the same one) costs no query: this runs on every logged touch. Copies written before
+        # that field existed are looked up once.
+        if "birthday_tp" in contact:
+            tracked = contact["birthday_tp"]
+            stale = [tracked] if tracked is not None and tracked != keep else []
+        else:
+            stale = [
+                tp["_id"]
+                for tp in await self.repo.open_touchpoints(user_id, contact_id)
+                if tp.get("source") == "birthday" and tp["_id"] != keep
+            ]
+        for tp_id in stale:
+            tp = await self.repo.get_touchpoint(tp_id)
+            if tp is not None and tp.get("state") in OPEN_STATES:
                 await self.repo.update_touchpoint(
-                    tp["_id"],
+                    tp_id,
                     {"state": "cancelled", "updated_at": now},
                     {"at": now, "state": "cancelled", "why": "birthday changed"},
                 )
+        if contact.get("birthday_tp", ...) != keep:
+            await self.repo.put_contact(user_id, contact_id, {"birthday_tp": keep})
         if day is None or keep is None:
             return
         due = ms(local_instant(day, time(0, 0), zone(tz_name)))

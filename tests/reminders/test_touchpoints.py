@@ -128,6 +128,49 @@ async def test_birthday_and_deleted_contact(make_client: MakeClient, fakes: Fake
     assert all(tp["state"] == "cancelled" for tp in await repo.touchpoints_of(uid))
 
 
+async def test_birthday_changed_or_removed(make_client: MakeClient, fakes: Fakes) -> None:
+    """The contact's copy names its open birthday touchpoint; a change cancels the old one."""
+    client = await make_client()
+    uid = fakes.contacts.add_user()
+    cid = fakes.contacts.add_contact(uid, "Bea B", birthday="03-10")
+    plain = fakes.contacts.add_contact(uid, "Cal C")
+    await sync(client)
+    repo = svc(client).repo
+    first = f"bd:{uid}:{cid}:2026-03-10"
+    assert (await repo.get_contact(uid, cid))["birthday_tp"] == first  # type: ignore[index]
+    assert (await repo.get_contact(uid, plain))["birthday_tp"] is None  # type: ignore[index]
+    # A new date: the old touchpoint is cancelled, the new one scheduled.
+    fakes.contacts.contacts[cid]["birthday"] = "04-20"
+    fakes.contacts._change("contact", "upsert", uid, cid)
+    await sync(client)
+    second = f"bd:{uid}:{cid}:2026-04-20"
+    assert (await repo.get_touchpoint(first))["state"] == "cancelled"  # type: ignore[index]
+    assert (await repo.get_touchpoint(second))["state"] == "scheduled"  # type: ignore[index]
+    # Removed: nothing about a birthday stays open.
+    fakes.contacts.contacts[cid]["birthday"] = None
+    fakes.contacts._change("contact", "upsert", uid, cid)
+    await sync(client)
+    assert (await repo.get_touchpoint(second))["state"] == "cancelled"  # type: ignore[index]
+    assert (await repo.get_contact(uid, cid))["birthday_tp"] is None  # type: ignore[index]
+
+
+async def test_birthday_of_a_copy_written_before_it_was_tracked(
+    make_client: MakeClient, fakes: Fakes
+) -> None:
+    """A copy without the field is looked up once, so an older touchpoint is still cancelled."""
+    client = await make_client()
+    uid = fakes.contacts.add_user()
+    cid = fakes.contacts.add_contact(uid, "Bea B", birthday="03-10")
+    await sync(client)
+    repo = svc(client).repo
+    await repo.db.contacts.update_one({"_id": f"{uid}:{cid}"}, {"$unset": {"birthday_tp": ""}})
+    fakes.contacts.contacts[cid]["birthday"] = None
+    fakes.contacts._change("contact", "upsert", uid, cid)
+    await sync(client)
+    assert (await repo.get_touchpoint(f"bd:{uid}:{cid}:2026-03-10"))["state"] == "cancelled"  # type: ignore[index]
+    assert (await repo.get_contact(uid, cid))["birthday_tp"] is None  # type: ignore[index]
+
+
 async def test_reconciliation_repairs_missed_changes(make_client: MakeClient, fakes: Fakes) -> None:
     client = await make_client()
     uid = fakes.contacts.add_user()
