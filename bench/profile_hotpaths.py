@@ -910,14 +910,14 @@ FINDINGS: list[dict[str, Any]] = [
         "of this share (several ms of CPU per 100 digests), no change in output.",
     },
     {
-        "where": "2. `shared/http.py:ServiceClient.request` minting a token per call, and "
+        "where": "2. `shared/http.py:ServiceClient._headers` minting a token per call, and "
         "`shared/auth.py:verify_service_token` / `verify_access_token` on every request",
         "workload": "notifier_ingest",
         "section": "top_own",
         "key": "shared/auth.py:verify_service_token",
         "share_note": " verifying; `issue_service_token` is a further few % of the sweep",
-        "text": "PyJWT decoding (base64, JSON, HMAC, claim checks) costs about as much as a "
-        "database round trip's client side. Proposed: the client reuses its token until a "
+        "text": "PyJWT decoding (base64, JSON, HMAC, claim checks) costs about half of what one "
+        "database round trip costs the service (compare the repository rows). Proposed: the client reuses its token until a "
         "minute before its expiry (tokens live 5 minutes), and the verifier keeps a small "
         "bounded map of token -> (principal, exp), still checking exp against the clock on every "
         "hit (there is no revocation to honour; a token that verified once stays valid until it "
