@@ -917,12 +917,13 @@ FINDINGS: list[dict[str, Any]] = [
         "key": "shared/auth.py:verify_service_token",
         "share_note": " verifying; `issue_service_token` is a further few % of the sweep",
         "text": "PyJWT decoding (base64, JSON, HMAC, claim checks) costs about half of what one "
-        "database round trip costs the service (compare the repository rows). Proposed: the client reuses its token until a "
-        "minute before its expiry (tokens live 5 minutes), and the verifier keeps a small "
-        "bounded map of token -> (principal, exp), still checking exp against the clock on every "
-        "hit (there is no revocation to honour; a token that verified once stays valid until it "
-        "expires). Expected: nearly all of this share on internal calls, and the JWT share of "
-        "user requests (contacts create) for clients that reuse their access token.",
+        "database round trip costs the service (compare the repository rows). Proposed: the "
+        "client reuses its token until a minute before its expiry (tokens live 5 minutes), and "
+        "the verifier keeps a small bounded map of token -> (principal, exp), still checking "
+        "exp against the clock on every hit (there is no revocation to honour; a token that "
+        "verified once stays valid until it expires). Expected: nearly all of this share on "
+        "internal calls, and the JWT share of user requests (contacts create) for clients that "
+        "reuse their access token.",
     },
     {
         "where": "3. `services/notifier/ratelimit.py:TokenBucket.take` spinning",
