@@ -799,6 +799,8 @@ class RemindersService:
         digest = self.compose_for(user, tps, policy, now)
         if digest is None:
             return "nothing_fits", done
+        if self._can_wait_for_company(digest, tps, policy, now):
+            return "held_lone", done
         claim_id = f"digest:{user['_id']}:{window.key(send_at)}"
         claim = {
             "_id": claim_id,
@@ -832,6 +834,25 @@ class RemindersService:
         if outcome == "sent":
             done.keep(claim, message)
         return outcome, done
+
+    @staticmethod
+    def _can_wait_for_company(
+        digest: Digest, tps: list[Doc], policy: Policy, now: datetime
+    ) -> bool:
+        """Whether a digest of one routine item may wait a window for others to join it.
+
+        Only a cadence reconnect that fell due within ``hold_lone_routine_h`` hours, was never
+        nudged and has more than a day left before its maximum: by the next window it is no
+        longer fresh, so it waits at most once, and follow-ups, birthdays and one-offs never do.
+        """
+        hold = timedelta(hours=policy.window.hold_lone_routine_h)
+        if not hold or len(digest.items) != 1 or digest.left_out:
+            return False
+        tp = next((t for t in tps if t["_id"] == digest.items[0].touchpoint_id), None)
+        if tp is None or tp.get("source") != "cadence" or tp.get("nudge_count", 0):
+            return False
+        fresh = now - _aware(tp["fire_at"]) < hold
+        return fresh and _aware(tp["max_at"]) - now > timedelta(days=1)
 
     async def dispatch(self, claim: Doc) -> tuple[str, Doc | None]:
         """Hand a claimed digest to the notifier (same idempotency key on every attempt)."""

@@ -389,3 +389,51 @@ async def test_a_large_sweep_records_as_it_goes_and_misses_nobody(
     assert len(claims) == 5
     assert all(c["message_id"] for c in claims)
     assert await service.sweep() == {}
+
+
+async def test_a_lone_routine_reconnect_waits_one_window_for_company(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """One fresh cadence item alone is held once; the next window sends it, held or not."""
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    [cid] = _due_contacts(fakes, uid, 1)
+    await sync(client)
+    first = await _to_digest_time(service, clock, uid)
+    tp_id = f"cad:{uid}:{cid}"
+    fresh = {"fire_at": first - timedelta(hours=1), "due_at": first - timedelta(hours=1)}
+    await service.repo.db.touchpoints.update_one({"_id": tp_id}, {"$set": fresh})
+    assert await service.sweep() == {"held_lone": 1}
+    assert fakes.notifier.sent(uid) == []
+    second = await _to_digest_time(service, clock, uid)
+    assert second - first == timedelta(days=1)
+    assert await service.sweep() == {"sent": 1}
+    [message] = fakes.notifier.sent(uid)
+    assert "Person0 Test" in message["body"]
+
+
+async def test_lone_items_that_must_not_wait_go_at_once(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """Not fresh, near its maximum, or holding switched off by the operator: sent right away."""
+    client = await make_client()
+    service = svc(client)
+    users = [fakes.contacts.add_user() for _ in range(3)]
+    contacts = [_due_contacts(fakes, uid, 1)[0] for uid in users]
+    await sync(client)
+    when = await _to_digest_time(service, clock, users[0])
+    fields = [
+        {"fire_at": when - timedelta(hours=13)},  # due since the last window
+        {"fire_at": when - timedelta(hours=1), "max_at": when + timedelta(hours=20)},
+        {"fire_at": when - timedelta(hours=1)},
+    ]
+    for uid, cid, changes in zip(users, contacts, fields, strict=True):
+        await service.repo.update_user(uid, {"next_digest_at": when})
+        await service.repo.db.touchpoints.update_one({"_id": f"cad:{uid}:{cid}"}, {"$set": changes})
+    await service.repo.set_config("policy", {"window": {"hold_lone_routine_h": 12}})
+    assert await service.sweep() == {"sent": 2, "held_lone": 1}
+    assert [bool(fakes.notifier.sent(uid)) for uid in users] == [True, True, False]
+    await service.repo.set_config("policy", {"window": {"hold_lone_routine_h": 0}})
+    await service.repo.update_user(users[2], {"next_digest_at": when})
+    assert await service.sweep() == {"sent": 1}
