@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from shared.sms import count_segments, fold_to_gsm7, is_gsm7, to_gsm7
 
@@ -58,6 +59,18 @@ def _render(header: str, lines: Sequence[str], footer: str) -> str:
     return "\n".join([header, *numbered, footer])
 
 
+# Composing tries every prefix of the items with two footers, so each line would otherwise be
+# converted again for every candidate message (the sweep's hottest code when profiled).
+@lru_cache(maxsize=4096)
+def _light_line(line: str) -> str:
+    return gsm_friendly(line)
+
+
+@lru_cache(maxsize=4096)
+def _folded_line(line: str) -> str:
+    return fold_to_gsm7(line)
+
+
 def sms_body(header: str, items: Sequence[DigestItem], footer: str) -> str:
     """The digest text, in GSM-7 whenever look-alikes can make it so.
 
@@ -66,11 +79,11 @@ def sms_body(header: str, items: Sequence[DigestItem], footer: str) -> str:
     instead of 70) and no name is left empty; when a name in another script (李华, Νίκος) needs
     UCS-2 anyway, every name is shown as written.
     """
-    light = _render(header, [gsm_friendly(i.line) for i in items], footer)
+    light = _render(header, [_light_line(i.line) for i in items], footer)
     if is_gsm7(light):
         return light
-    folded = _render(header, [fold_to_gsm7(i.line) for i in items], footer)
-    if is_gsm7(folded) and all(fold_to_gsm7(i.contact_name).strip() for i in items):
+    folded = _render(header, [_folded_line(i.line) for i in items], footer)
+    if is_gsm7(folded) and all(_folded_line(i.contact_name).strip() for i in items):
         return folded
     return light
 
