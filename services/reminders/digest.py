@@ -52,6 +52,7 @@ class Digest:
 
 FOOTER = "Reply 1 when done, SNOOZE 1 2w, MET 1 coffee, HELP."
 SHORT_FOOTER = "Reply 1=done, SNOOZE 1, HELP"
+TINY_FOOTER = "Reply 1=done, SNOOZE 1"
 
 
 def _render(header: str, lines: Sequence[str], footer: str) -> str:
@@ -123,6 +124,13 @@ def compose(
     chosen = best[3]
     body = sms_body(_header(len(chosen), total), chosen, best[2])
     encoding, segments = count(body)
+    if len(chosen) == 1 and segments > 1:
+        # A lone item in UCS-2 (a name in another script) has 70 characters a segment: the
+        # barest form often fits in one where the usual one takes two.
+        compact = sms_body("touchbase:", chosen, TINY_FOOTER)
+        compact_encoding, compact_segments = count(compact)
+        if compact_segments < segments:
+            body, encoding, segments = compact, compact_encoding, compact_segments
     left = tuple(i for i in ordered if i not in chosen)
     return Digest(body, tuple(chosen), left, encoding, segments)
 

@@ -163,3 +163,12 @@ def test_short_footer_when_it_saves_a_segment_for_the_same_items() -> None:
     small = compose([item(1, line="Dana Lee: reconnect")], max_segments=2, max_items=5)
     assert small is not None
     assert small.body.endswith(FOOTER)
+
+
+def test_a_lone_item_in_another_script_takes_its_barest_form_to_fit_one_segment() -> None:
+    line = "\u674e\u534e: reconnect, last touch 31d ago"
+    digest = compose([item(1, name="\u674e\u534e", line=line)], max_segments=2, max_items=5)
+    assert digest is not None
+    assert digest.encoding == "UCS-2"
+    assert digest.segments == 1
+    assert digest.body == f"touchbase:\n1) {line}\nReply 1=done, SNOOZE 1"
