@@ -146,9 +146,9 @@ class WindowDefaults(BaseModel):
     quiet_end: str = Field(default="08:00", pattern=HHMM)
     daily_budget: int = Field(default=5, ge=1, le=20)
     max_segments: int | None = Field(default=None, ge=1, le=10)
-    # A digest that would carry one routine reconnect, due within these hours and with days to
-    # spare, waits a window for company: one SMS for one item is the costliest kind. 0 = never.
-    hold_lone_routine_h: float = Field(default=12.0, ge=0, le=72)
+    # A digest that would carry a single reconnect or follow-up with days to spare waits a
+    # window for company (one SMS for one item is the costliest kind), one window at a time.
+    hold_lone: bool = True
 
     @field_validator("days")
     @classmethod

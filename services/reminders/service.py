@@ -799,7 +799,9 @@ class RemindersService:
         digest = self.compose_for(user, tps, policy, now)
         if digest is None:
             return "nothing_fits", done
-        if self._can_wait_for_company(digest, tps, policy, now):
+        waiting = self._can_wait_for_company(digest, tps, policy, now)
+        if waiting is not None:
+            await self.repo.update_touchpoint(waiting["_id"], {"held_at": now})
             return "held_lone", done
         claim_id = f"digest:{user['_id']}:{window.key(send_at)}"
         claim = {
@@ -838,21 +840,26 @@ class RemindersService:
     @staticmethod
     def _can_wait_for_company(
         digest: Digest, tps: list[Doc], policy: Policy, now: datetime
-    ) -> bool:
-        """Whether a digest of one routine item may wait a window for others to join it.
+    ) -> Doc | None:
+        """The touchpoint of a one-item digest that may wait a window for others, if any.
 
-        Only a cadence reconnect that fell due within ``hold_lone_routine_h`` hours, was never
-        nudged and has more than a day left before its maximum: by the next window it is no
-        longer fresh, so it waits at most once, and follow-ups, birthdays and one-offs never do.
+        A cadence reconnect or a follow-up may wait when it has more than a day before its
+        maximum and has not waited since it fell due or was last nudged: it waits at most one
+        window at a time, so a lone item still goes every other window. Birthdays and
+        one-offs keep their day.
         """
-        hold = timedelta(hours=policy.window.hold_lone_routine_h)
-        if not hold or len(digest.items) != 1 or digest.left_out:
-            return False
+        if not policy.window.hold_lone or len(digest.items) != 1 or digest.left_out:
+            return None
         tp = next((t for t in tps if t["_id"] == digest.items[0].touchpoint_id), None)
-        if tp is None or tp.get("source") != "cadence" or tp.get("nudge_count", 0):
-            return False
-        fresh = now - _aware(tp["fire_at"]) < hold
-        return fresh and _aware(tp["max_at"]) - now > timedelta(days=1)
+        if tp is None or tp.get("source") not in ("cadence", "followup"):
+            return None
+        if _aware(tp["max_at"]) - now <= timedelta(days=1):
+            return None
+        since = _aware(tp.get("last_nudged_at") or tp["fire_at"])
+        held = tp.get("held_at")
+        if held is not None and _aware(held) >= since:
+            return None
+        return tp
 
     async def dispatch(self, claim: Doc) -> tuple[str, Doc | None]:
         """Hand a claimed digest to the notifier (same idempotency key on every attempt)."""

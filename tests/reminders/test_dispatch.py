@@ -146,7 +146,7 @@ async def test_permanent_refusal_is_recorded_as_failure(
     client = await make_client()
     service = svc(client)
     uid = fakes.contacts.add_user()
-    _due_contacts(fakes, uid, 1)
+    _due_contacts(fakes, uid, 2)  # two: a lone item may wait a window
     await sync(client)
     await _to_digest_time(service, clock, uid)
     fakes.notifier.refuse = True
@@ -254,7 +254,7 @@ async def test_crash_before_dispatch_state_saved_resends_with_same_key(
     client = await make_client()
     service = svc(client)
     uid = fakes.contacts.add_user()
-    _due_contacts(fakes, uid, 1)
+    _due_contacts(fakes, uid, 2)  # two: a lone item may wait a window
     await sync(client)
     await _to_digest_time(service, clock, uid)
     original = service.repo.update_claim
@@ -303,7 +303,7 @@ async def test_replicas_with_running_schedulers(
     """Two full app instances with their APScheduler jobs running against one database."""
     users = [fakes.contacts.add_user() for _ in range(5)]
     for uid in users:
-        _due_contacts(fakes, uid, 1)
+        _due_contacts(fakes, uid, 2)  # two: a lone item may wait
     clock.set(datetime(2026, 3, 2, 8, 59, 59, tzinfo=UTC), frozen=True)
     fast = {
         "sync_interval_s": 0.2,
@@ -336,7 +336,7 @@ async def test_dst_gap_and_time_zone_change_through_the_service(
     service = svc(client)
     clock.set(datetime(2026, 3, 7, 12, tzinfo=UTC), frozen=True)
     uid = fakes.contacts.add_user(tz="America/New_York")
-    _due_contacts(fakes, uid, 1)
+    _due_contacts(fakes, uid, 2)  # two: a lone item may wait a window
     await sync(client)
     await service.update_preferences(
         uid, {"digest_time": "02:30", "quiet_start": "23:00", "quiet_end": "01:00"}
@@ -416,7 +416,7 @@ async def test_a_lone_routine_reconnect_waits_one_window_for_company(
 async def test_lone_items_that_must_not_wait_go_at_once(
     make_client: MakeClient, fakes: Fakes, clock: ControllableClock
 ) -> None:
-    """Not fresh, near its maximum, or holding switched off by the operator: sent right away."""
+    """Already held since due, near its maximum, or holding switched off: sent right away."""
     client = await make_client()
     service = svc(client)
     users = [fakes.contacts.add_user() for _ in range(3)]
@@ -424,16 +424,32 @@ async def test_lone_items_that_must_not_wait_go_at_once(
     await sync(client)
     when = await _to_digest_time(service, clock, users[0])
     fields = [
-        {"fire_at": when - timedelta(hours=13)},  # due since the last window
+        {"fire_at": when - timedelta(hours=30), "held_at": when - timedelta(days=1)},
         {"fire_at": when - timedelta(hours=1), "max_at": when + timedelta(hours=20)},
         {"fire_at": when - timedelta(hours=1)},
     ]
     for uid, cid, changes in zip(users, contacts, fields, strict=True):
         await service.repo.update_user(uid, {"next_digest_at": when})
         await service.repo.db.touchpoints.update_one({"_id": f"cad:{uid}:{cid}"}, {"$set": changes})
-    await service.repo.set_config("policy", {"window": {"hold_lone_routine_h": 12}})
     assert await service.sweep() == {"sent": 2, "held_lone": 1}
     assert [bool(fakes.notifier.sent(uid)) for uid in users] == [True, True, False]
-    await service.repo.set_config("policy", {"window": {"hold_lone_routine_h": 0}})
+    await service.repo.set_config("policy", {"window": {"hold_lone": False}})
     await service.repo.update_user(users[2], {"next_digest_at": when})
     assert await service.sweep() == {"sent": 1}
+
+
+async def test_a_lone_item_ignored_after_its_nudge_waits_again_once(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """Unanswered and still alone, an item goes every other window instead of every window."""
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    _due_contacts(fakes, uid, 1)
+    await sync(client)
+    outcomes = []
+    for _ in range(4):
+        await _to_digest_time(service, clock, uid)
+        outcomes.append(await service.sweep())
+    assert outcomes == [{"held_lone": 1}, {"sent": 1}, {"held_lone": 1}, {"sent": 1}]
+    assert len(fakes.notifier.sent(uid)) == 2
