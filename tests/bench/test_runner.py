@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.__main__ import SUITE, Benchmark, merge, section
+from bench.__main__ import SUITE, Benchmark, assemble, merge, section
 from bench.report import median_range
 
 
@@ -42,3 +42,13 @@ def test_every_benchmark_in_the_suite_is_importable_and_renders() -> None:
     for bench in SUITE:
         module = importlib.import_module(bench.module)
         assert callable(module.render), bench.module
+
+
+def test_assemble_keeps_sections_not_rerun_in_the_suite_order() -> None:
+    first, last = SUITE[0].name, SUITE[-1].name
+    previous = f"# old head\n\n<!-- bench:{last}:start -->\nkept\n<!-- bench:{last}:end -->\n"
+    new = f"<!-- bench:{first}:start -->\nfresh\n<!-- bench:{first}:end -->"
+    text = assemble(previous, {first: new}, "# new head")
+    assert text.startswith("# new head")
+    assert "old head" not in text
+    assert text.index("fresh") < text.index("kept")
