@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from shared.sms import count_segments, fold_to_gsm7, is_gsm7, to_gsm7
@@ -127,12 +127,21 @@ def compose(
     if len(chosen) == 1 and segments > 1:
         # A lone item in UCS-2 (a name in another script) has 70 characters a segment: the
         # barest form often fits in one where the usual one takes two.
-        compact = sms_body("touchbase:", chosen, TINY_FOOTER)
+        compact = sms_body("touchbase:", [_without_company(chosen[0])], TINY_FOOTER)
         compact_encoding, compact_segments = count(compact)
         if compact_segments < segments:
             body, encoding, segments = compact, compact_encoding, compact_segments
     left = tuple(i for i in ordered if i not in chosen)
     return Digest(body, tuple(chosen), left, encoding, segments)
+
+
+def _without_company(item: DigestItem) -> DigestItem:
+    # "Name (Company): reason" -> "Name: reason", for the barest form of a lone item.
+    prefix = f"{item.contact_name} ("
+    if item.line.startswith(prefix) and "): " in item.line[len(prefix) :]:
+        rest = item.line[len(prefix) :].split("): ", 1)[1]
+        return replace(item, line=f"{item.contact_name}: {rest}")
+    return item
 
 
 def _header(shown: int, total: int) -> str:

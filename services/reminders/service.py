@@ -1104,9 +1104,10 @@ def describe(tp: Doc, now: datetime) -> str:
         if not tp.get("has_touch") or base is None:
             return f"{who}: first touch due"
         days = max(int((now - _aware(base)).total_seconds() // 86400), 0)
+        # Short on purpose: every character of a line is paid for in every digest it is in.
         if now >= _aware(tp["max_at"]):
-            return f"{who}: losing touch, {days}d since last touch"
-        return f"{who}: reconnect, last touch {days}d ago"
+            return f"{who}: losing touch, {days}d"
+        return f"{who}: last touch {days}d ago"
     if source == "birthday":
         return f"{who}: birthday today"
     return f"{who}: {tp.get('reason')}"

@@ -112,8 +112,8 @@ def test_escalated_items_come_first_with_losing_touch_wording() -> None:
     follow = tp("followup", 2, 1, 3)
     ranked = sorted([due, follow, overdue], key=lambda t: -priority(t, now))
     assert [t["_id"] for t in ranked] == ["cadence41", "followup2", "cadence20"]
-    assert describe(overdue, now) == "Dana Lee (Lee Insurance): losing touch, 41d since last touch"
-    assert describe(due, now) == "Dana Lee (Lee Insurance): reconnect, last touch 20d ago"
+    assert describe(overdue, now) == "Dana Lee (Lee Insurance): losing touch, 41d"
+    assert describe(due, now) == "Dana Lee (Lee Insurance): last touch 20d ago"
     assert describe(follow, now) == "Dana Lee (Lee Insurance): follow up after your 1-2-1"
 
 
@@ -172,3 +172,15 @@ def test_a_lone_item_in_another_script_takes_its_barest_form_to_fit_one_segment(
     assert digest.encoding == "UCS-2"
     assert digest.segments == 1
     assert digest.body == f"touchbase:\n1) {line}\nReply 1=done, SNOOZE 1"
+
+
+def test_the_barest_form_of_a_lone_item_leaves_out_the_company() -> None:
+    name = "\u674e\u534e"
+    line = f"{name} (\u534e\u4e3a\u6280\u672f): reconnect, last touch 31d ago"
+    digest = compose([item(1, name=name, line=line)], max_segments=2, max_items=5)
+    assert digest is not None
+    assert digest.segments == 1
+    assert (
+        digest.body
+        == f"touchbase:\n1) {name}: reconnect, last touch 31d ago\nReply 1=done, SNOOZE 1"
+    )

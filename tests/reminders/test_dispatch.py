@@ -60,7 +60,7 @@ async def test_digest_goes_out_once_per_window(
     assert message["to"] == "+15551230000"
     assert message["purpose"] == "nudge"
     assert message["idempotency_key"] == f"digest:{uid}:2026-03-02T0900"
-    assert message["body"].startswith("touchbase: 3 due\n1) Person2 Test (Acme): reconnect")
+    assert message["body"].startswith("touchbase: 3 due\n1) Person2 Test (Acme): last touch 22d")
     # The same window again: nothing (the next one is tomorrow, 09:00 local).
     assert await service.sweep() == {}
     user = await service.repo.get_user(uid)
