@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             sections[bench.name] = section(bench, runs, error, measured)
             # Written after every benchmark: a long suite that stops keeps what it measured.
+            # Read again first, so sections another run wrote meanwhile are kept.
+            if args.output.exists():
+                previous = args.output.read_text()
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(assemble(previous, sections, head))
     print(f"wrote {args.output} ({'with failures' if failed else 'all benchmarks ran'})")
