@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import uuid
@@ -190,14 +191,14 @@ class SendWorker:
             job = _Attempt(doc, claim["attempt"], claim["_id"], lease_until, doc["to"] in opted_out)
             task = asyncio.create_task(self._send(job))
             self._inflight[doc["_id"]] = task
-            task.add_done_callback(self._forget)
+            task.add_done_callback(functools.partial(self._forget, doc["_id"]))
             started += 1
         return started
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        for message_id, running in list(self._inflight.items()):
-            if running is task:
-                del self._inflight[message_id]
+    def _forget(self, message_id: Any, task: asyncio.Task[None]) -> None:
+        # By key: scanning the in-flight map for each finished send is quadratic in a batch.
+        if self._inflight.get(message_id) is task:
+            del self._inflight[message_id]
         self._freed.set()
 
     async def _send(self, attempt: _Attempt) -> None:
