@@ -998,8 +998,22 @@ FINDINGS: list[dict[str, Any]] = [
 ]
 
 WHAT_WAS_DONE = (
-    "What was done: _to be filled in when the findings above are acted on: which of 1-7 were "
-    "applied (with the commit), and the shares of this section before and after._"
+    "What was done (the profile above was taken after these changes):\n\n"
+    "- Finding 1, applied (9831e5f): the composer converts each line once (cached) and "
+    "`is_gsm7` is one set operation; `count_segments` packs only texts longer than one segment. "
+    "A 10-item compose went from 282 us to 152 us (same machine, `timeit`), with identical "
+    "output.\n"
+    "- Finding 4, applied (98d43e0): a finished send is forgotten by its message id.\n"
+    "- Finding 6, applied in part (1f7f221): contacts responses are encoded in one pass with "
+    "`model_dump_json`; the ETag read on create was left as it is.\n"
+    "- From the reply-latency profile, applied (b1d197f): recomputing a contact after a logged "
+    "touch no longer scans the user's open touchpoints for a birthday; the contact's copy "
+    "names its birthday touchpoint.\n"
+    "- Not taken: finding 2 (token caches: a verifier cache is security-sensitive and wants "
+    "its own change and tests), finding 3 (the limiter's schedule: the send-rate figure would "
+    "have to be re-validated), finding 5 (bounding outcome writes: the `SQLITE_BUSY` storm is "
+    "FerretDB's single writer; on MongoDB the writes run in parallel) and the record-phase "
+    "folding of finding 7."
 )
 
 
