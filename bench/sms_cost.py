@@ -1108,7 +1108,8 @@ def render(runs: list[dict[str, Any]]) -> str:
             "SMS per delivered touchpoint with the wording of a reminder app, names as typed.",
             "",
             f"Command: `python -m bench.sms_cost{quick} --users {cfg['users']} --days "
-            f"{cfg['days']}` ({len(runs)} runs; the simulation is seeded, so runs differ only "
+            f"{cfg['days']}` ({len(runs)} run{'s' if len(runs) != 1 else ''}; "
+            "the simulation is seeded, so runs differ only "
             f"in timing). Machine: {meta['machine']}, {meta['cpus']} CPUs, Python "
             f"{meta['python']}, database {meta['database']}; one run took "
             f"{_cell(runs, 'elapsed_s')} s.",
@@ -1121,8 +1122,8 @@ def render(runs: list[dict[str, Any]]) -> str:
             f"{twin['ucs2_accidental']} accidental UCS-2 digests and {twin['segments']} "
             'segments. Replies to the user\'s SMS ("Logged touch with ...") are SMS too: '
             f"{conf['messages']} confirmations, {conf['segments']} segments, "
-            f"{conf['ucs2_accidental']} of them accidental UCS-2 (composed by the reply "
-            "conversation, which does not fold names yet); with them, "
+            f"{conf['ucs2_accidental']} of them accidental UCS-2 (the reply conversation "
+            "folds them the same way); with them, "
             f"{first['segments_per_touchpoint_with_confirmations']:.3f} segments per "
             "touchpoint.",
             "",
@@ -1144,8 +1145,8 @@ def render(runs: list[dict[str, Any]]) -> str:
             f"take about {per_user_day * 30_000 / 60:.0f} min here; the database's per-operation "
             "cost, not the composition, is what grows.",
             "",
-            "**Database.** FerretDB with SQLite scans a whole collection for every query except "
-            "a lone `_id` lookup, updates included; users are spread over "
+            "**Database.** FerretDB with SQLite scans a whole collection for every query, "
+            "`_id` lookups and updates included; users are spread over "
             f"{cfg['databases']} databases of {cfg['users_per_db']} so that each query reads one "
             "user's documents, as an index does on MongoDB. No SMS figure depends on the "
             "database's speed.",
