@@ -1209,8 +1209,9 @@ def render(runs: list[dict[str, Any]]) -> str:
         "sampled; the service waits longer, which raises the event loop's share (PyMongo's "
         "per-reply tasks) more than any code of ours.",
         "",
-        "FerretDB caveat: its SQLite backend scans whole collections (only a lone `_id` equality "
-        "is pushed down), so the services wait longer on the database than they would on "
+        "FerretDB caveat: its SQLite backend scans whole collections (a lone `_id` equality "
+        "in SQLite, anything else in Go), so the services wait longer on the database than "
+        "they would on "
         "MongoDB; idle waiting is not sampled, so the shares describe CPU inside the service, "
         "which is what MongoDB would leave as the bottleneck.",
         "",

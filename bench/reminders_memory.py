@@ -516,13 +516,19 @@ def scaling(runs: list[dict[str, Any]], sizes: list[int]) -> str:
             break
 
     def grown(phase: str, key: str) -> float:
-        return statistics.median(
-            r["steps"][b]["memory"][phase][key] - r["steps"][a]["memory"][phase][key] for r in runs
+        return float(
+            statistics.median(
+                r["steps"][b]["memory"][phase][key] - r["steps"][a]["memory"][phase][key]
+                for r in runs
+            )
         )
 
     def ratio(key: str) -> float:
-        return statistics.median(
-            r["steps"][b]["seconds"][key] / max(r["steps"][a]["seconds"][key], 1e-9) for r in runs
+        return float(
+            statistics.median(
+                r["steps"][b]["seconds"][key] / max(r["steps"][a]["seconds"][key], 1e-9)
+                for r in runs
+            )
         )
 
     measured = (
