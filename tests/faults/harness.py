@@ -372,6 +372,10 @@ def audit(fs: FaultStack) -> Audit:
     """
     from services.notifier.models import RANK_STATUS
 
+    # On FerretDB an update rewrites the whole document (read, then write), so a reaper's lease
+    # racing the sweep's record can put a finished claim back to "claimed" for a moment; the
+    # reaper then finishes it again (same idempotency key). Audit a settled state, not that gap.
+    wait_for(lambda: settled(fs), "the window to settle again before the audit", 60)
     result = Audit(timings={k: v for k, v in fs.timings.items() if k != "opened_at"})
     prefix = "touchbase: "
     by_phone: dict[str, list[Any]] = {}
