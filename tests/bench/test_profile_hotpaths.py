@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import copy
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from bench import profile_hotpaths as bench
+from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = "/work/.venv/lib/python3.11/site-packages"
@@ -23,17 +21,7 @@ ENTRY = (
 
 
 def test_quick_run_profiles_every_workload(tmp_path: Path) -> None:
-    out = tmp_path / "profile.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.profile_hotpaths", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    r = json.loads(out.read_text())
+    r, stdout = quick_run("bench.profile_hotpaths", tmp_path)
     assert set(r["meta"]) >= {"machine", "cpus", "python", "database"}
     assert set(r["workloads"]) == set(bench.WORKLOADS)
     for name, profile in r["workloads"].items():
@@ -62,7 +50,7 @@ def test_quick_run_profiles_every_workload(tmp_path: Path) -> None:
     # The service answering the list spends time in the driver and in HTTP.
     inclusive = r["workloads"]["contacts_list"]["areas_inclusive"]
     assert inclusive.get("database driver (pymongo, bson)", 0) > 0
-    assert "## Hot paths" in done.stdout
+    assert "## Hot paths" in stdout
     # Raw profiles live in a temporary directory, never in the repository.
     for folder in (ROOT, ROOT / "bench", ROOT / "tests" / "bench"):
         assert not [p for p in folder.glob("*.txt") if p.stem in bench.WORKLOADS]

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import copy
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from bench import reminders_memory as bench
+from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASES = ("loaded", "sync", "sweep", "retry", "dry_run", "listings", "idle")
 
 
 def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
-    out = tmp_path / "memory.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.reminders_memory", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result, stdout = quick_run("bench.reminders_memory", tmp_path)
     assert result["figure"] == bench.FIGURE
     assert set(result["meta"]) >= {"machine", "cpus", "python", "database"}
     steps = result["steps"]
@@ -58,7 +46,7 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
         result["growth"]["rss_mb"] < bench.GOAL_MB and result["growth"]["hwm_mb"] < bench.GOAL_MB
     )
     assert result["tracebacks"] == 0
-    assert "## Memory" in done.stdout
+    assert "## Memory" in stdout
 
 
 def _fake_run(rss: list[float], hwm: list[float], dry: list[float]) -> dict[str, Any]:

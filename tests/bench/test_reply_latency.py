@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +10,13 @@ from pytest_aiohttp import AiohttpClient
 from twilio.request_validator import RequestValidator
 
 from bench import reply_latency as bench
+from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
-    out = tmp_path / "reply.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.reply_latency", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(out.read_text())
+    result, stdout = quick_run("bench.reply_latency", tmp_path)
     assert result["figure"] == bench.FIGURE
     assert set(result["meta"]) >= {"machine", "cpus", "python", "database"}
     assert result["goal_p99_ms"] == bench.GOAL_P99_MS
@@ -52,7 +40,7 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     assert after["contacts.interactions"] > before.get("contacts.interactions", 0)
     assert after["reminders.replies"] > before.get("reminders.replies", 0)
     assert sum(result["tracebacks"].values()) == 0
-    assert "## Reply latency" in done.stdout
+    assert "## Reply latency" in stdout
 
 
 def test_plan_gives_each_client_whole_users_and_signs_every_request() -> None:

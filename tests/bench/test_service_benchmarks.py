@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bench import contacts_api, notifier_send_rate, reminders_sweep
+from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def quick_run(module: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
-    """Run ``python -m module --quick --json`` and return what it wrote."""
-    out = tmp_path / "run.json"
-    done = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--json", str(out), *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    result: dict[str, Any] = json.loads(out.read_text())
-    return result
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_dispatch_hands_every_digest_over_once(tmp_path: Path) -> None:
-    run = quick_run("bench.reminders_sweep", tmp_path)
+    run, _ = quick_run("bench.reminders_sweep", tmp_path, timeout=150)
     digest = run["digest"]
     assert digest["missed"] == 0
     assert digest["handed_over"] == digest["users"] == digest["users_messaged"]
@@ -50,7 +31,7 @@ def test_dispatch_hands_every_digest_over_once(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_api_overhead_compares_with_the_bare_handler(tmp_path: Path) -> None:
-    run = quick_run("bench.contacts_api", tmp_path)
+    run, _ = quick_run("bench.contacts_api", tmp_path)
     assert set(run["ratios"]) == {"create", "list 50", "list 50 of 5"}
     assert all(s["errors"] == 0 for s in run["scenarios"].values())
     assert all(ratio > 0 for ratio in run["ratios"].values())
@@ -60,7 +41,7 @@ def test_api_overhead_compares_with_the_bare_handler(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_send_rate_never_exceeds_the_limit(tmp_path: Path) -> None:
-    run = quick_run("bench.notifier_send_rate", tmp_path, "--webhooks", "0")
+    run, _ = quick_run("bench.notifier_send_rate", tmp_path, "--webhooks", "0")
     assert run["sent"] == run["meta"]["messages"]
     assert run["max_per_second_token"] <= run["meta"]["limit"]
     text = notifier_send_rate.render([run, run])

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import copy
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from bench import sms_cost as bench
+from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
-    out = tmp_path / "sms.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.sms_cost", "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    r = json.loads(out.read_text())
+    r, stdout = quick_run("bench.sms_cost", tmp_path)
     assert r["figure"] == bench.FIGURE
     assert set(r["meta"]) >= {"machine", "cpus", "python", "database"}
     assert r["config"]["users"] == 20
@@ -56,7 +44,7 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     assert r["punctuation_only_fold"]["ucs2_accidental"] > 0
     assert r["baseline"]["ucs2"] > r["ucs2"]
     assert r["examples"]["GSM-7"].startswith("touchbase: ")
-    assert "digests" in done.stdout
+    assert "digests" in stdout
 
 
 def test_classify_tells_accidental_from_unavoidable_ucs2() -> None:
