@@ -9,6 +9,8 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from services.notifier.keys import INBOUND_SERVICE, MESSAGE_SERVICE
 from services.notifier.models import (
+    MAX_BATCH_BYTES,
+    MessageBatchIn,
     MessageIn,
     MessageQuery,
     OutboxQuery,
@@ -20,6 +22,7 @@ from services.notifier.settings import NotifierSettings
 from shared.errors import NotFound
 from shared.web.auth import principal, public
 from shared.web.keys import SETTINGS
+from shared.web.problems import problem_body
 from shared.web.validation import parse_body, parse_obj, parse_query
 
 SMS_WEBHOOK = "/webhooks/twilio/sms"
@@ -57,6 +60,30 @@ async def create_message(request: web.Request) -> web.Response:
         caller, request.headers.get("Idempotency-Key"), data
     )
     return web.json_response(message_out(doc), status=201 if created else 200)
+
+
+async def create_messages(request: web.Request) -> web.Response:
+    """Queue up to 100 SMS in one call, each under its own idempotency key; one result each."""
+    data = await parse_body(request, MessageBatchIn, max_bytes=MAX_BATCH_BYTES)
+    caller = principal(request).subject
+    results = await request.app[MESSAGE_SERVICE].create_many(
+        caller, [(item.idempotency_key, item.message()) for item in data.items]
+    )
+    items = []
+    for result in results:
+        item: dict[str, object] = {
+            "idempotency_key": result.idempotency_key,
+            "status": result.status,
+        }
+        if result.message is not None:
+            item["message"] = message_out(result.message)
+        if result.error is not None:
+            error = result.error
+            item["problem"] = problem_body(
+                error.status, title=error.title, detail=error.detail, slug=error.slug
+            )
+        items.append(item)
+    return web.json_response({"items": items})
 
 
 async def get_message(request: web.Request) -> web.Response:

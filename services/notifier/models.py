@@ -12,6 +12,11 @@ from shared.clock import parse_instant
 
 E164 = r"^\+[1-9]\d{6,14}$"
 MAX_BODY_CHARS = 1600
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
+# A batch carries at most this many messages, in a body of at most MAX_BATCH_BYTES (100 bodies
+# of 1,600 characters each fit even when every character is escaped in the JSON).
+MAX_BATCH_ITEMS = 100
+MAX_BATCH_BYTES = 1024 * 1024
 
 Purpose = Literal["nudge", "otp", "reply", "system"]
 Status = Literal[
@@ -80,6 +85,24 @@ class MessageIn(BaseModel):
     expires_at: datetime | None = None
 
     _times = field_validator("not_before", "expires_at", mode="before")(_instant)
+
+
+class MessageBatchItem(MessageIn):
+    """One message of ``POST /internal/v1/messages:batch``, with its own idempotency key."""
+
+    idempotency_key: str = Field(pattern=IDEMPOTENCY_KEY)
+
+    def message(self) -> MessageIn:
+        """The message without its key (what the key's fingerprint covers)."""
+        return MessageIn.model_construct(**self.model_dump(exclude={"idempotency_key"}))
+
+
+class MessageBatchIn(BaseModel):
+    """``POST /internal/v1/messages:batch`` body: up to ``MAX_BATCH_ITEMS`` messages."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[MessageBatchItem] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
 class MessageQuery(BaseModel):

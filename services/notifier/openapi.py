@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from services.notifier.models import (
     InboundSms,
+    MessageBatchIn,
     MessageIn,
     MessageQuery,
     OutboxQuery,
@@ -51,6 +52,31 @@ class MessagePage(BaseModel):
     items: list[MessageOut]
 
 
+class Problem(BaseModel):
+    """An RFC 9457 problem, as a batch item's error."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+
+
+class MessageBatchResult(BaseModel):
+    """The outcome of one item: 201 stored now, 200 replayed (key seen before), 409 key reused
+    with a different message (with ``problem``)."""
+
+    idempotency_key: str
+    status: int
+    message: MessageOut | None = None
+    problem: Problem | None = None
+
+
+class MessageBatchOut(BaseModel):
+    """One result per item, in the order of the request."""
+
+    items: list[MessageBatchResult]
+
+
 class SandboxReply(BaseModel):
     """What the system answered to a simulated inbound text."""
 
@@ -61,6 +87,8 @@ class SandboxReply(BaseModel):
 MODELS: list[type[BaseModel]] = [
     MessageIn,
     MessageOut,
+    MessageBatchIn,
+    MessageBatchOut,
     MessagePage,
     SandboxInbound,
     SandboxReply,
@@ -78,6 +106,16 @@ OPERATIONS: list[Operation] = [
         "MessageOut",
         "service",
         status=201,
+    ),
+    Operation(
+        "post",
+        "/internal/v1/messages:batch",
+        "Queue up to 100 SMS, each with its own idempotency_key (per item: 201 stored, 200 the "
+        "stored message of a key seen before, 409 a key reused with another message); a bad "
+        "item refuses the whole batch with a 422, more than 100 items or 1 MiB with 422/413",
+        "MessageBatchIn",
+        "MessageBatchOut",
+        "service",
     ),
     Operation(
         "get",

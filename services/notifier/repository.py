@@ -69,6 +69,30 @@ class MessageRepository:
             return existing, False
         return _view(stored) or stored, True
 
+    async def insert_many_new(self, docs: list[Document]) -> tuple[dict[str, Document], set[str]]:
+        """Insert the documents whose ids are new, in one unordered insert.
+
+        Returns every stored message by id (new or existing) and the ids inserted now. Each
+        insert is still atomic on its unique ``_id``; the duplicates are read back in one query.
+        Only the reported write errors are trusted (mongo-java-server over-reports the count).
+        """
+        stored = [{k: v for k, v in doc.items() if k != "status"} for doc in docs]
+        lost: set[str] = set()
+        try:
+            await self._col.insert_many(stored, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != 11000 for error in errors):
+                raise
+            lost = {stored[int(error["index"])]["_id"] for error in errors}
+        out = {doc["_id"]: _view(doc) or doc for doc in stored if doc["_id"] not in lost}
+        if lost:
+            async for doc in self._col.find({"_id": {"$in": sorted(lost)}}):
+                out[doc["_id"]] = _view(doc) or doc
+            if len(out) < len(stored):  # deleted in between; the caller may retry
+                raise RuntimeError("a message vanished while its batch was stored")
+        return out, {doc["_id"] for doc in stored if doc["_id"] not in lost}
+
     async def get(self, message_id: str) -> Document | None:
         """One message by id."""
         return _view(await self._col.find_one({"_id": message_id}))

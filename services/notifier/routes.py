@@ -12,6 +12,7 @@ def setup_routes(app: web.Application) -> None:
     """Mount the internal API and the Twilio webhooks."""
     app.router.add_get("/openapi.json", openapi_json)
     app.router.add_post("/internal/v1/messages", handlers.create_message)
+    app.router.add_post("/internal/v1/messages:batch", handlers.create_messages)
     app.router.add_get("/internal/v1/messages", handlers.list_messages)
     app.router.add_get("/internal/v1/messages/{message_id}", handlers.get_message)
     app.router.add_get("/internal/v1/sandbox/outbox", handlers.sandbox_outbox)

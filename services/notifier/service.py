@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,7 +30,14 @@ from services.notifier.repository import (
     SuppressionRepository,
 )
 from shared.clock import Clock
-from shared.errors import Conflict, Forbidden, NotFound, UpstreamError, ValidationFailed
+from shared.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    UpstreamError,
+    ValidationFailed,
+)
 from shared.http import ServiceClient
 from shared.mongo import Document
 from shared.sms import count_segments
@@ -40,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 ACK_REPLY = "Got it. We'll text you back shortly."
+KEY_REUSED = "this Idempotency-Key was used with a different message"
 DEFERRED_RETRY_S = 2.0
 MAX_DEFERRED_TRIES = 20
 
@@ -47,6 +55,21 @@ MAX_DEFERRED_TRIES = 20
 def status_fields(status: str) -> dict[str, Any]:
     """The stored field that describes ``status`` in a new message (its rank)."""
     return {"status_rank": STATUS_RANK[status]}
+
+
+def _check_times(data: MessageIn, field: str) -> None:
+    if data.not_before and data.expires_at and data.expires_at <= data.not_before:
+        raise ValidationFailed(errors=[{"field": field, "message": "must be after not_before"}])
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome of one item of a batch: 201 stored, 200 replayed, or 409 with the error."""
+
+    idempotency_key: str
+    status: int
+    message: Document | None
+    error: DomainError | None = None
 
 
 def message_id_for(caller: str, idempotency_key: str) -> str:
@@ -82,17 +105,60 @@ class MessageService:
                 "an Idempotency-Key header (1-200 printable characters) is required",
                 [{"field": "Idempotency-Key", "message": "missing or invalid"}],
             )
-        if data.not_before and data.expires_at and data.expires_at <= data.not_before:
-            raise ValidationFailed(
-                errors=[{"field": "expires_at", "message": "must be after not_before"}]
-            )
+        _check_times(data, "expires_at")
+        suppressed = await self.suppressions.is_suppressed(data.to)
+        doc = self._document(caller, idempotency_key, data, self._clock.now(), suppressed)
+        stored, created = await self.messages.insert_new(doc)
+        if not created and stored.get("fingerprint") != doc["fingerprint"]:
+            raise Conflict(KEY_REUSED)
+        if created and not suppressed and self._on_queued is not None:
+            self._on_queued.set()
+        return stored, created
+
+    async def create_many(
+        self, caller: str, items: Sequence[tuple[str, MessageIn]]
+    ) -> list[BatchResult]:
+        """Store a batch of messages, each under its own idempotency key, in one insert.
+
+        Each item behaves as :meth:`create` would: a key seen before (in an earlier batch, on the
+        single endpoint, or earlier in this batch) returns the stored message, or a 409 result
+        when it came with a different message. Results are in the order of ``items``. A bad
+        item (``expires_at`` not after ``not_before``) refuses the whole batch before any write.
+        """
+        for index, (_, data) in enumerate(items):
+            _check_times(data, f"items.{index}.expires_at")
+        now = self._clock.now()
+        opted_out = await self.suppressions.suppressed_among({data.to for _, data in items})
+        planned = [
+            self._document(caller, key, data, now, data.to in opted_out) for key, data in items
+        ]
+        # One document per id: a key repeated within the batch is a replay of its first use.
+        unique = list({doc["_id"]: doc for doc in reversed(planned)}.values())
+        stored, created = await self.messages.insert_many_new(unique)
+        results: list[BatchResult] = []
+        answered: set[str] = set()
+        for (key, _), doc in zip(items, planned, strict=True):
+            message = stored[doc["_id"]]
+            if message.get("fingerprint") != doc["fingerprint"]:
+                results.append(BatchResult(key, 409, None, Conflict(KEY_REUSED)))
+                continue
+            fresh = doc["_id"] in created and doc["_id"] not in answered
+            answered.add(doc["_id"])
+            results.append(BatchResult(key, 201 if fresh else 200, message))
+        queued = any(stored[i].get("status") == "queued" for i in created)
+        if queued and self._on_queued is not None:
+            self._on_queued.set()
+        return results
+
+    def _document(
+        self, caller: str, idempotency_key: str, data: MessageIn, now: Any, suppressed: bool
+    ) -> Document:
+        """The message to store for ``data`` sent by ``caller`` under ``idempotency_key``."""
         fingerprint = hashlib.sha256(
             json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()
         ).hexdigest()
-        now = self._clock.now()
         encoding, segments = count_segments(data.body)
-        suppressed = await self.suppressions.is_suppressed(data.to)
-        doc: Document = {
+        return {
             "_id": message_id_for(caller, idempotency_key),
             "caller": caller,
             "fingerprint": fingerprint,
@@ -116,12 +182,6 @@ class MessageService:
             "created_at": now,
             "updated_at": now,
         }
-        stored, created = await self.messages.insert_new(doc)
-        if not created and stored.get("fingerprint") != fingerprint:
-            raise Conflict("this Idempotency-Key was used with a different message")
-        if created and not suppressed and self._on_queued is not None:
-            self._on_queued.set()
-        return stored, created
 
     async def get(self, message_id: str) -> Document:
         """One message, or NotFound."""

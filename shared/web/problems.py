@@ -27,16 +27,15 @@ def _slug(status: int) -> str:
         return "error"
 
 
-def problem_response(
+def problem_body(
     status: int,
     *,
     title: str | None = None,
     detail: str | None = None,
     slug: str | None = None,
-    headers: dict[str, str] | None = None,
     **extra: Any,
-) -> web.Response:
-    """Build a problem+json response with a stable ``type`` and the current request id."""
+) -> dict[str, Any]:
+    """The problem document itself (also the per-item error of a batch answer)."""
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + (slug or _slug(status)),
@@ -49,6 +48,20 @@ def problem_response(
     if rid:
         body["request_id"] = rid
     body.update(extra)
+    return body
+
+
+def problem_response(
+    status: int,
+    *,
+    title: str | None = None,
+    detail: str | None = None,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    """Build a problem+json response with a stable ``type`` and the current request id."""
+    body = problem_body(status, title=title, detail=detail, slug=slug, **extra)
     return web.Response(
         status=status,
         text=json.dumps(body, ensure_ascii=False, default=str),

@@ -53,15 +53,27 @@ def check_keys(value: Any, path: str = "", depth: int = 0) -> None:
             check_keys(item, f"{path}.{index}" if path else str(index), depth + 1)
 
 
-async def read_json(request: web.Request) -> Any:
-    """Read a JSON body with size, media type, UTF-8 and nesting checks."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
+async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """Read a JSON body with size, media type, UTF-8 and nesting checks.
+
+    ``max_bytes`` raises the limit for the few endpoints that take batches.
+    """
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
     if request.content_type != "application/json":
         raise UnsupportedMediaType("the body must be application/json")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    # ``read(n)`` answers with what has arrived so far: gather chunks up to one byte past the limit.
+    chunks: list[bytes] = []
+    size = 0
+    while size <= max_bytes:
+        chunk = await request.content.read(max_bytes + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > max_bytes:
+        raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+    raw = b"".join(chunks)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -74,9 +86,11 @@ async def read_json(request: web.Request) -> Any:
     return data
 
 
-async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
+async def parse_body(
+    request: web.Request, model: type[ModelT], *, max_bytes: int = MAX_BODY_BYTES
+) -> ModelT:
     """Parse and validate the JSON body as ``model``; errors become 400/413/415/422 problems."""
-    data = await read_json(request)
+    data = await read_json(request, max_bytes)
     return parse_obj(data, model)
 
 
