@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     """Start everything, print where it listens, and keep it running until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m shared.devstack", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--db-port", type=int, default=27018, help="FerretDB port on 127.0.0.1")
+    parser.add_argument("--db-port", type=int, default=27018, help="database port on 127.0.0.1")
     parser.add_argument("--host", default="127.0.0.1", help="address the services bind")
     parser.add_argument(
         "--base-port", type=int, default=8080, help="contacts, reminders, notifier get base+1..3"
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except DevDatabaseError as exc:
         print(f"touchbase: {exc}", file=sys.stderr)
         return 1
-    print(f"  database   {uri}  ({db.kind}; state in {data_dir})", flush=True)
+    print(f"  database   {uri}  ({db.description}; state in {data_dir})", flush=True)
 
     dev_secrets = _dev_secrets(data_dir)
     ports = {name: args.base_port + offset for offset, name in enumerate(SERVICES, start=1)}

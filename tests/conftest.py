@@ -13,7 +13,7 @@ from shared.devdb import DevDatabase
 
 @pytest.fixture(scope="session")
 def mongodb_uri() -> Iterator[str]:
-    """A MongoDB-wire server for the whole run (MONGODB_URI if set, else FerretDB)."""
+    """A MongoDB-wire server for the whole run (MONGODB_URI if set, else shared.devdb's engine)."""
     server = DevDatabase()
     uri = server.start()
     try:

@@ -25,8 +25,12 @@ pytestmark = pytest.mark.timeout(420)
 
 @pytest.fixture
 def dedicated_db() -> Iterator[DevDatabase]:
-    """A database server of this test alone, on a fixed port so it can come back there."""
-    server = DevDatabase(port=free_port(), uri="")
+    """A database server of this test alone, on a fixed port so it can come back there.
+
+    Its state is on disk (mongo-java-server's H2 file, flushed by the normal stop below) so the
+    restart finds it again; a SIGKILL of the H2 backend would lose recent writes.
+    """
+    server = DevDatabase(port=free_port(), uri="", persistent=True)
     server.start()
     try:
         yield server

@@ -62,7 +62,7 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(bool(os.environ.get("MONGODB_URI")), reason="runs its own FerretDB")
+@pytest.mark.skipif(bool(os.environ.get("MONGODB_URI")), reason="runs its own development database")
 def test_run_command_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     base = _free_block()
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}

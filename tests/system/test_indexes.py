@@ -626,7 +626,10 @@ async def read_indexes(
             out[service] = {}
             for name in sorted(await db.list_collection_names()):
                 infos = await (await db[name].list_indexes()).to_list()
-                out[service][name] = [Index.from_info(info) for info in infos]
+                found = [Index.from_info(info) for info in infos]
+                # Servers list indexes in different orders (MongoDB and FerretDB by creation,
+                # mongo-java-server not); ties between equally good indexes go by this order.
+                out[service][name] = sorted(found, key=lambda i: (i.name != "_id_", i.name))
     finally:
         await client.close()
     return out
