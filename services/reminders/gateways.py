@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -122,6 +123,39 @@ class NotifierGateway:
             raise PermanentDispatchError(f"notifier refused the message ({resp.status})")
         raise UpstreamError(f"notifier answered {resp.status}")
 
+    async def send_many(
+        self, items: Sequence[tuple[Json, str]]
+    ) -> list[Json | PermanentDispatchError]:
+        """Queue many SMS ``(body, idempotency key)`` in one call; one answer per item, in order.
+
+        Each answer is the stored message or the refusal of that item. The call is safe to
+        repeat (every item carries its key), so the client retries it like any idempotent
+        write; when the notifier stays away, :class:`UpstreamError` is raised for the batch. A
+        notifier without the batch endpoint (404/405, a rolling upgrade), or one that refuses
+        the batch as a whole (a 4xx such as one malformed item), gets the items one by one, so
+        a bad item never holds back the others.
+        """
+        if not items:
+            return []
+        payload = {"items": [{**body, "idempotency_key": key} for body, key in items]}
+        resp = await self.client.request(
+            "POST", "/internal/v1/messages:batch", json_body=payload, retry=True
+        )
+        if resp.status == 200 and isinstance(resp.body, dict):
+            results = resp.body.get("items")
+            if isinstance(results, list) and len(results) == len(items):
+                return [_batch_answer(result) for result in results]
+            raise UpstreamError("notifier answered a batch with the wrong number of items")
+        if 400 <= resp.status < 500:
+            return [await self._send_or_refusal(body, key) for body, key in items]
+        raise UpstreamError(f"notifier answered {resp.status} to a batch")
+
+    async def _send_or_refusal(self, body: Json, key: str) -> Json | PermanentDispatchError:
+        try:
+            return await self.send(body, key)
+        except PermanentDispatchError as exc:
+            return exc
+
     async def message(self, message_id: str) -> Json | None:
         """A message's delivery state."""
         resp = await self.client.request("GET", f"/internal/v1/messages/{_q(message_id)}")
@@ -130,3 +164,14 @@ class NotifierGateway:
         if resp.status != 200 or not isinstance(resp.body, dict):
             raise UpstreamError(f"notifier answered {resp.status}")
         return resp.body
+
+
+def _batch_answer(result: Any) -> Json | PermanentDispatchError:
+    """One item of the notifier's batch answer: the stored message, or why it was refused."""
+    if isinstance(result, dict):
+        status = result.get("status")
+        message = result.get("message")
+        if status in (200, 201) and isinstance(message, dict):
+            return message
+        return PermanentDispatchError(f"notifier refused the message ({status})")
+    return PermanentDispatchError("notifier answered a batch item it could not describe")

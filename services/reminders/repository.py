@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateMany, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.reminders.models import OPEN_STATES
 from shared.mongo import Database, Document
@@ -172,6 +172,45 @@ class RemindersRepository:
             query["next_digest_at"] = only_if
         await self.db.users.update_one(query, {"$set": {"next_digest_at": when}})
 
+    async def move_next_digests(
+        self, moves: Sequence[tuple[str, datetime, datetime | None]]
+    ) -> None:
+        """:meth:`set_next_digest` for many users in one round trip: ``(user, when, only_if)``."""
+        if not moves:
+            return
+        operations = []
+        for user_id, when, only_if in moves:
+            query: Document = {"_id": user_id}
+            if only_if is not None:
+                query["next_digest_at"] = only_if
+            operations.append(UpdateOne(query, {"$set": {"next_digest_at": when}}))
+        await self.db.users.bulk_write(operations, ordered=False)
+
+    async def set_last_digests(self, digests: Sequence[tuple[str, Document]]) -> None:
+        """Remember each user's latest digest ``(user, {claim_id, items, at})`` for replies.
+
+        One round trip. A user whose stored digest is this claim already, or a later one, keeps
+        it: the condition is in the filter, atomic per document on MongoDB (FerretDB v1 reads,
+        then writes, like the read-compare-write this replaces).
+        """
+        if not digests:
+            return
+        operations = [
+            UpdateOne(
+                {
+                    "_id": user_id,
+                    "last_digest.claim_id": {"$ne": digest["claim_id"]},
+                    "$or": [
+                        {"last_digest.at": None},
+                        {"last_digest.at": {"$lte": digest["at"]}},
+                    ],
+                },
+                {"$set": {"last_digest": digest}},
+            )
+            for user_id, digest in digests
+        ]
+        await self.db.users.bulk_write(operations, ordered=False)
+
     async def bulk_next_digest(self, pairs: Sequence[tuple[str, datetime]]) -> None:
         """Set many users' next digest times at once."""
         if pairs:
@@ -311,6 +350,36 @@ class RemindersRepository:
             },
         )
 
+    async def mark_nudged_many(
+        self, nudges: Sequence[tuple[Sequence[str], str]], now: datetime
+    ) -> None:
+        """:meth:`mark_nudged` for many claims ``(touchpoint ids, claim id)`` in one round trip."""
+        if not nudges:
+            return
+        operations = [
+            UpdateMany(
+                {
+                    "_id": {"$in": list(ids)},
+                    "last_claim": {"$ne": claim_id},
+                    "state": {"$in": list(OPEN_STATES)},
+                },
+                {
+                    "$set": {
+                        "state": "nudged",
+                        "last_claim": claim_id,
+                        "last_nudged_at": now,
+                        "updated_at": now,
+                    },
+                    "$inc": {"nudge_count": 1},
+                    "$push": {"history": {"at": now, "state": "nudged", "claim": claim_id}},
+                },
+            )
+            for ids, claim_id in nudges
+            if ids
+        ]
+        if operations:
+            await self.db.touchpoints.bulk_write(operations, ordered=False)
+
     # -- dispatch claims -------------------------------------------------------------------
     async def claim(self, doc: Document) -> bool:
         """Insert a claim with a deterministic id; False means another replica owns it."""
@@ -319,6 +388,37 @@ class RemindersRepository:
         except DuplicateKeyError:
             return False
         return True
+
+    async def claim_many(self, docs: Sequence[Document]) -> set[str]:
+        """Insert many claims in one unordered insert; return the ids won.
+
+        Each insert is still atomic on its deterministic ``_id``: a duplicate-key error for one
+        document means another replica owns that one, and the others are inserted all the same.
+        Only the reported write errors are trusted (mongo-java-server over-reports the count).
+        """
+        if not docs:
+            return set()
+        try:
+            await self.db.dispatches.insert_many(list(docs), ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != 11000 for error in errors):
+                raise
+            lost = {int(error["index"]) for error in errors}
+            return {doc["_id"] for index, doc in enumerate(docs) if index not in lost}
+        return {doc["_id"] for doc in docs}
+
+    async def update_claims(self, changes: Sequence[tuple[str, Document, Document | None]]) -> None:
+        """:meth:`update_claim` for many claims ``(id, fields, inc)`` in one round trip."""
+        if not changes:
+            return
+        operations = []
+        for claim_id, fields, inc in changes:
+            update: Document = {"$set": fields}
+            if inc:
+                update["$inc"] = inc
+            operations.append(UpdateOne({"_id": claim_id}, update))
+        await self.db.dispatches.bulk_write(operations, ordered=False)
 
     async def get_claim(self, claim_id: str) -> Document | None:
         """One claim."""

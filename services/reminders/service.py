@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -728,6 +729,13 @@ class RemindersService:
         records (re-dispatching with the same idempotency key, which never sends twice). A sweep
         of more than ``SWEEP_HOLD`` users runs the second phase every that many users, so what
         it holds in memory does not grow with the number of due users.
+
+        Users go in claim batches of ``SWEEP_CLAIM_BATCH``: one unordered insert claims the
+        batch (each claim still atomic on its deterministic ``_id``) and one notifier call hands
+        over the digests won. Every replica reads the same due list; each takes the batches of a
+        page in its own random order, so replicas sweeping at once rarely meet on a batch and
+        each ends with a share in proportion to its speed. The order only spreads the work: the
+        claim inserts decide who sends.
         """
         stats: dict[str, int] = defaultdict(int)
         policy = await self.policy()
@@ -735,23 +743,41 @@ class RemindersService:
             stats["paused_all"] = 1
             return dict(stats)
         now = self.now()
-        semaphore = asyncio.Semaphore(self.settings.sweep_concurrency)
+        size = self.settings.sweep_claim_batch
+        gate = asyncio.Semaphore(max(1, self.settings.sweep_concurrency // size))
         finish: list[Finish] = []
 
-        async def settle(done: Finish) -> None:
-            async with semaphore:
+        async def hand_over(users: list[Doc], due: dict[str, list[Doc]]) -> None:
+            async with gate:
                 try:
-                    await self.repo.set_next_digest(done.user_id, done.following, done.send_at)
-                    if done.claim is not None and done.message is not None:
-                        await self.record(done.claim, done.message)
+                    outcomes = await self._sweep_batch(users, due, policy, now)
                 except PyMongoError as exc:
-                    log.warning("recording a dispatch failed; the reaper will finish it: %s", exc)
+                    # One batch's failure must not stop the others: without claims the next
+                    # sweep retries (next_digest_at has not moved); with them, the reaper
+                    # finishes them.
+                    log.warning("sweep of a batch of %d users failed: %s", len(users), exc)
+                    stats["error"] += len(users)
+                    return
+                for outcome, done in outcomes:
+                    stats[outcome] += 1
+                    finish.append(done)
+
+        async def settle_all() -> None:
+            batches = [finish[i : i + size] for i in range(0, len(finish), size)]
+            await asyncio.gather(*(settle(batch) for batch in batches))
+            finish.clear()
+
+        async def settle(batch: list[Finish]) -> None:
+            async with gate:
+                try:
+                    await self.settle(batch)
+                except PyMongoError as exc:
+                    log.warning("recording dispatches failed; the reaper will finish them: %s", exc)
 
         after = ""
         for _ in range(max_batches):
             if len(finish) >= SWEEP_HOLD:
-                await asyncio.gather(*(settle(done) for done in finish))
-                finish.clear()
+                await settle_all()
             users = await self.repo.due_users(now, self.settings.sweep_batch, after)
             if not users:
                 break
@@ -759,53 +785,61 @@ class RemindersService:
             due: dict[str, list[Doc]] = defaultdict(list)
             for tp in await self.repo.due_touchpoints([u["_id"] for u in users], now):
                 due[tp["user_id"]].append(tp)
+            batches = [users[i : i + size] for i in range(0, len(users), size)]
+            random.shuffle(batches)
+            await asyncio.gather(*(hand_over(batch, due) for batch in batches))
+            del users, due, batches
 
-            async def one(user: Doc, due: dict[str, list[Doc]] = due) -> None:
-                async with semaphore:
-                    try:
-                        outcome, done = await self._sweep_user(
-                            user, due.get(user["_id"], []), policy, now
-                        )
-                    except PyMongoError as exc:
-                        # One user's failure must not stop the others: without a claim the
-                        # next sweep retries (next_digest_at has not moved); with one, the
-                        # reaper finishes it.
-                        log.warning("sweep of one user failed: %s", exc)
-                        outcome, done = "error", None
-                    stats[outcome] += 1
-                    if done is not None:
-                        finish.append(done)
-
-            await asyncio.gather(*(one(u) for u in users))
-            del users, due
-
-        await asyncio.gather(*(settle(done) for done in finish))
+        await settle_all()
         return dict(stats)
 
-    async def _sweep_user(
+    async def _sweep_batch(
+        self, users: list[Doc], due: dict[str, list[Doc]], policy: Policy, now: datetime
+    ) -> list[tuple[str, Finish]]:
+        """Compose, claim (one insert) and hand over (one call) the digests of a few users."""
+        outcomes: list[tuple[str, Finish]] = []
+        claims: list[tuple[Doc, Finish]] = []
+        for user in users:
+            outcome, done, claim = await self._prepare(user, due.get(user["_id"], []), policy, now)
+            if claim is None:
+                outcomes.append((outcome, done))
+            else:
+                claims.append((claim, done))
+        won = await self.repo.claim_many([claim for claim, _ in claims])
+        mine = [(claim, done) for claim, done in claims if claim["_id"] in won]
+        # Another replica owns these windows; their schedules still move on.
+        outcomes += [("owned_elsewhere", done) for claim, done in claims if claim["_id"] not in won]
+        results = await self.dispatch_many([claim for claim, _ in mine])
+        for (claim, done), (outcome, message) in zip(mine, results, strict=True):
+            if outcome == "sent":
+                done.keep(claim, message)
+            outcomes.append((outcome, done))
+        return outcomes
+
+    async def _prepare(
         self, user: Doc, tps: list[Doc], policy: Policy, now: datetime
-    ) -> tuple[str, Finish]:
+    ) -> tuple[str, Finish, Doc | None]:
+        """What to do for one due user: an outcome without a digest, or the claim to insert."""
         window = policy.window_for(user)
         send_at = _aware(user["next_digest_at"])
         following = next_window(max(now, send_at), window)
         done = Finish(user["_id"], send_at, following)
         paused_until = user.get("paused_until")
         if paused_until is not None and _aware(paused_until) > now:
-            return "paused", done
+            return "paused", done, None
         if window.is_quiet(now) or now >= window.closes_at(send_at):
-            return "window_missed", done
+            return "window_missed", done, None
         if not tps or not user.get("phone"):
-            return "nothing_due", done
+            return "nothing_due", done, None
         digest = self.compose_for(user, tps, policy, now)
         if digest is None:
-            return "nothing_fits", done
+            return "nothing_fits", done, None
         waiting = self._can_wait_for_company(digest, tps, policy, now)
         if waiting is not None:
             await self.repo.update_touchpoint(waiting["_id"], {"held_at": now})
-            return "held_lone", done
-        claim_id = f"digest:{user['_id']}:{window.key(send_at)}"
+            return "held_lone", done, None
         claim = {
-            "_id": claim_id,
+            "_id": f"digest:{user['_id']}:{window.key(send_at)}",
             "user_id": user["_id"],
             "window": window.key(send_at),
             "state": "claimed",
@@ -829,13 +863,7 @@ class RemindersService:
             "created_at": now,
             "updated_at": now,
         }
-        if not await self.repo.claim(claim):
-            # Another replica owns this window; the schedule still moves on.
-            return "owned_elsewhere", done
-        outcome, message = await self.dispatch(claim)
-        if outcome == "sent":
-            done.keep(claim, message)
-        return outcome, done
+        return "claim", done, claim
 
     @staticmethod
     def _can_wait_for_company(
@@ -861,18 +889,32 @@ class RemindersService:
             return None
         return tp
 
-    async def dispatch(self, claim: Doc) -> tuple[str, Doc | None]:
-        """Hand a claimed digest to the notifier (same idempotency key on every attempt)."""
-        now = self.now()
-        body = {
+    @staticmethod
+    def _message(claim: Doc) -> Doc:
+        """The notifier's message for a claimed digest."""
+        return {
             "user_id": claim["user_id"],
             "to": claim["to"],
             "body": claim["body"],
             "purpose": "nudge",
             "expires_at": _aware(claim["expires_at"]).isoformat().replace("+00:00", "Z"),
         }
+
+    def _deferral(self, claim: Doc, error: Exception, now: datetime) -> Doc:
+        """The fields that put a claim off until the notifier is back (exponential backoff)."""
+        attempts = int(claim.get("attempts", 0)) + 1
+        delay = min(self.settings.retry_interval_s * 2 ** (attempts - 1), 3600.0)
+        return {
+            "error": str(error),
+            "updated_at": now,
+            "next_attempt_at": now + timedelta(seconds=delay),
+        }
+
+    async def dispatch(self, claim: Doc) -> tuple[str, Doc | None]:
+        """Hand a claimed digest to the notifier (same idempotency key on every attempt)."""
+        now = self.now()
         try:
-            message = await self.notifier.send(body, key=claim["_id"])
+            message = await self.notifier.send(self._message(claim), key=claim["_id"])
         except PermanentDispatchError as exc:
             await self.repo.update_claim(
                 claim["_id"], {"state": "failed", "error": str(exc), "updated_at": now}
@@ -880,48 +922,99 @@ class RemindersService:
             log.warning("digest refused by the notifier: %s", exc)
             return "failed", None
         except UpstreamError as exc:
-            attempts = int(claim.get("attempts", 0)) + 1
-            delay = min(self.settings.retry_interval_s * 2 ** (attempts - 1), 3600.0)
             await self.repo.update_claim(
-                claim["_id"],
-                {
-                    "error": str(exc),
-                    "updated_at": now,
-                    "next_attempt_at": now + timedelta(seconds=delay),
-                },
-                inc={"attempts": 1},
+                claim["_id"], self._deferral(claim, exc, now), inc={"attempts": 1}
             )
             log.info("notifier unavailable, digest will be retried: %s", exc)
             return "deferred", None
         return "sent", message
 
+    async def dispatch_many(self, claims: Sequence[Doc]) -> list[tuple[str, Doc | None]]:
+        """:meth:`dispatch` for a batch of claims: one notifier call, one write for the misses.
+
+        Each claim's id is its message's idempotency key, as with the single call, so a later
+        retry of one of them (by the reaper, one at a time) can never send it twice.
+        """
+        if not claims:
+            return []
+        now = self.now()
+        try:
+            answers = await self.notifier.send_many(
+                [(self._message(claim), claim["_id"]) for claim in claims]
+            )
+        except UpstreamError as exc:
+            await self.repo.update_claims(
+                [(c["_id"], self._deferral(c, exc, now), {"attempts": 1}) for c in claims]
+            )
+            log.info("notifier unavailable, %d digests will be retried: %s", len(claims), exc)
+            return [("deferred", None)] * len(claims)
+        out: list[tuple[str, Doc | None]] = []
+        refused: list[tuple[str, Doc, Doc | None]] = []
+        for claim, answer in zip(claims, answers, strict=True):
+            if isinstance(answer, PermanentDispatchError):
+                refused.append(
+                    (
+                        claim["_id"],
+                        {"state": "failed", "error": str(answer), "updated_at": now},
+                        None,
+                    )
+                )
+                log.warning("digest refused by the notifier: %s", answer)
+                out.append(("failed", None))
+            else:
+                out.append(("sent", answer))
+        await self.repo.update_claims(refused)
+        return out
+
+    async def settle(self, batch: Sequence[Finish]) -> None:
+        """Phase 2 of a sweep for a few users: move their schedules on, record what was sent.
+
+        A handful of round trips for the whole batch (schedules, touchpoints, users, claims),
+        whatever its size.
+        """
+        await self.repo.move_next_digests([(d.user_id, d.following, d.send_at) for d in batch])
+        await self.record_many(
+            [(d.claim, d.message) for d in batch if d.claim is not None and d.message is not None]
+        )
+
     async def record(self, claim: Doc, message: Doc | None = None) -> None:
         """After a dispatch: mark the touchpoints nudged and remember the numbering for replies."""
+        await self.record_many([(claim, message)])
+
+    async def record_many(self, dispatched: Sequence[tuple[Doc, Doc | None]]) -> None:
+        """:meth:`record` for many dispatched claims, in three round trips.
+
+        Every write is idempotent per claim (touchpoints already nudged by it, a user whose
+        last digest is it or a later one, are left alone), so a replay after a crash is harmless.
+        """
+        if not dispatched:
+            return
         now = self.now()
-        ids = [item["touchpoint_id"] for item in claim["items"]]
-        await self.repo.mark_nudged(ids, claim["_id"], now)
-        user = await self.repo.get_user(claim["user_id"])
-        if user is not None:
-            last = user.get("last_digest") or {}
-            if last.get("claim_id") != claim["_id"] and (
-                not last.get("at") or _aware(last["at"]) <= _aware(claim["created_at"])
-            ):
-                await self.repo.update_user(
+        await self.repo.mark_nudged_many(
+            [
+                ([i["touchpoint_id"] for i in claim["items"]], claim["_id"])
+                for claim, _ in dispatched
+            ],
+            now,
+        )
+        await self.repo.set_last_digests(
+            [
+                (
                     claim["user_id"],
-                    {
-                        "last_digest": {
-                            "claim_id": claim["_id"],
-                            "items": claim["items"],
-                            "at": claim["created_at"],
-                        }
-                    },
+                    {"claim_id": claim["_id"], "items": claim["items"], "at": claim["created_at"]},
                 )
-        fields: Doc = {"state": "recorded", "recorded_at": now, "updated_at": now}
-        if message is not None:
-            fields.update(
-                {"message_id": message.get("id"), "message_status": message.get("status")}
-            )
-        await self.repo.update_claim(claim["_id"], fields, inc={"attempts": 1})
+                for claim, _ in dispatched
+            ]
+        )
+        changes: list[tuple[str, Doc, Doc | None]] = []
+        for claim, message in dispatched:
+            fields: Doc = {"state": "recorded", "recorded_at": now, "updated_at": now}
+            if message is not None:
+                fields.update(
+                    {"message_id": message.get("id"), "message_status": message.get("status")}
+                )
+            changes.append((claim["_id"], fields, {"attempts": 1}))
+        await self.repo.update_claims(changes)
 
     async def recover(self) -> dict[str, int]:
         """Retry deferred dispatches and finish claims a crashed replica left half-done."""

@@ -34,6 +34,9 @@ class RemindersSettings(ServiceSettings):
     claim_stale_s: float = Field(default=120.0, gt=0, le=86_400)
     digest_max_segments: int = Field(default=2, ge=1, le=10)
     sweep_batch: int = Field(default=1000, ge=1, le=100_000)
-    sweep_concurrency: int = Field(default=50, ge=1, le=1_000)
+    # Users claimed with one insert and handed to the notifier in one call (its limit: 100).
+    sweep_claim_batch: int = Field(default=50, ge=1, le=100)
+    # Users in flight at once; claim batches in flight are this divided by the claim batch.
+    sweep_concurrency: int = Field(default=100, ge=1, le=1_000)
     change_page_size: int = Field(default=500, ge=1, le=5_000)
     undo_window_s: float = Field(default=600.0, gt=0, le=86_400)

@@ -334,12 +334,17 @@ class FakeNotifier:
     fail_next: int = 0
     down: bool = False
     refuse: bool = False
+    # Messages asked for (a batch counts each of its items) and batch calls.
     posts: int = 0
+    batches: int = 0
+    # False: answer the batch endpoint with 404, as a notifier from before it would.
+    batch_enabled: bool = True
 
     def app(self) -> web.Application:
         """The fake notifier internal API."""
         app = web.Application()
         app.router.add_post("/internal/v1/messages", self.h_post)
+        app.router.add_post("/internal/v1/messages:batch", self.h_batch)
         app.router.add_get("/internal/v1/messages/{mid}", self.h_get)
         return app
 
@@ -358,11 +363,39 @@ class FakeNotifier:
         key = request.headers.get("Idempotency-Key")
         if not key:
             return web.json_response({"status": 400, "detail": "Idempotency-Key"}, status=400)
+        status, answer = self._store(key, await request.json())
+        return web.json_response(answer, status=status)
+
+    async def h_batch(self, request: web.Request) -> web.Response:
+        """The batch endpoint: each item counts as one post, like a single call would."""
+        _auth(request, "notifier", self.clock)
+        self.batches += 1
+        items = (await request.json())["items"]
+        self.posts += len(items)
+        if self.down:
+            return web.json_response({"status": 503}, status=503)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return web.json_response({"status": 503}, status=503)
+        if not self.batch_enabled:
+            return web.json_response({"status": 404}, status=404)
+        if any(not str(item.get("to", "")).startswith("+") for item in items):
+            return web.json_response({"status": 422}, status=422)  # refuses the whole batch
+        answers = []
+        for item in items:
+            key = item.pop("idempotency_key")
+            status, answer = self._store(key, item)
+            if status == 422:
+                answers.append({"idempotency_key": key, "status": 409, "problem": answer})
+            else:
+                answers.append({"idempotency_key": key, "status": status, "message": answer})
+        return web.json_response({"items": answers})
+
+    def _store(self, key: str, body: Json) -> tuple[int, Json]:
         if key in self.by_key:
-            return web.json_response(self.messages[self.by_key[key]], status=200)
-        body = await request.json()
+            return 200, self.messages[self.by_key[key]]
         if self.refuse or not str(body.get("to", "")).startswith("+"):
-            return web.json_response({"status": 422}, status=422)
+            return 422, {"status": 422}
         now = _iso(self.clock.now())
         message = {
             **body,
@@ -380,7 +413,7 @@ class FakeNotifier:
         }
         self.messages[message["id"]] = message
         self.by_key[key] = message["id"]
-        return web.json_response(message, status=201)
+        return 201, message
 
     async def h_get(self, request: web.Request) -> web.Response:
         _auth(request, "notifier", self.clock)

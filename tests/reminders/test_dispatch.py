@@ -200,14 +200,14 @@ async def test_crash_after_claim_before_dispatch(
     await sync(client)
     await _to_digest_time(service, clock, uid)
 
-    async def crash(claim: dict[str, object]) -> str:
+    async def crash(claims: object) -> str:
         raise Crash("replica died")  # the process dies right after claiming
 
-    original = service.dispatch
-    service.dispatch = crash  # type: ignore[method-assign]
+    original = service.dispatch_many
+    service.dispatch_many = crash  # type: ignore[method-assign]
     with contextlib.suppress(Crash):
         await service.sweep()
-    service.dispatch = original  # type: ignore[method-assign]
+    service.dispatch_many = original  # type: ignore[method-assign]
     assert fakes.notifier.sent() == []
     # Another sweep does not send twice: the claim is owned.
     assert await service.sweep() == {"owned_elsewhere": 1}
@@ -228,14 +228,14 @@ async def test_crash_after_dispatch_before_record(
     await sync(client)
     await _to_digest_time(service, clock, uid)
 
-    async def crash(claim: dict[str, object], message: object = None) -> None:
+    async def crash(dispatched: object) -> None:
         raise Crash("replica died")  # sent, but the dispatch was never recorded
 
-    original = service.record
-    service.record = crash  # type: ignore[method-assign]
+    original = service.record_many
+    service.record_many = crash  # type: ignore[method-assign]
     with contextlib.suppress(Crash):
         await service.sweep()
-    service.record = original  # type: ignore[method-assign]
+    service.record_many = original  # type: ignore[method-assign]
     assert len(fakes.notifier.sent(uid)) == 1
     clock.advance(timedelta(minutes=3))
     # The claim is re-dispatched with the same key: the notifier answers with the stored one.
@@ -257,15 +257,15 @@ async def test_crash_before_dispatch_state_saved_resends_with_same_key(
     _due_contacts(fakes, uid, 2)  # two: a lone item may wait a window
     await sync(client)
     await _to_digest_time(service, clock, uid)
-    original = service.repo.update_claim
+    original = service.repo.update_claims
 
     async def crash(*args: object, **kwargs: object) -> None:
         raise Crash("replica died")
 
-    service.repo.update_claim = crash  # type: ignore[method-assign]
+    service.repo.update_claims = crash  # type: ignore[method-assign]
     with contextlib.suppress(Crash):
         await service.sweep()
-    service.repo.update_claim = original  # type: ignore[method-assign]
+    service.repo.update_claims = original  # type: ignore[method-assign]
     assert fakes.notifier.posts == 1
     clock.advance(timedelta(minutes=3))
     assert await service.recover() == {"sent": 1}
