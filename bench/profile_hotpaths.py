@@ -675,7 +675,7 @@ async def notifier(
 
 
 class NotifierStandIn:
-    """The notifier's ``POST /internal/v1/messages``: accepts every digest at once."""
+    """The notifier's ``POST /internal/v1/messages`` (and ``:batch``): accepts every digest."""
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
@@ -684,9 +684,7 @@ class NotifierStandIn:
     def app(self) -> web.Application:
         """The stand-in's routes."""
 
-        async def post(request: web.Request) -> web.Response:
-            key = request.headers.get("Idempotency-Key", uuid.uuid4().hex)
-            body = await request.json()
+        def store(key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             status = 200 if key in self.keys else 201
             self.keys.add(key)
             self.last = time.monotonic()
@@ -700,10 +698,24 @@ class NotifierStandIn:
                 "updated_at": now,
                 **body,
             }
+            return status, message
+
+        async def post(request: web.Request) -> web.Response:
+            key = request.headers.get("Idempotency-Key", uuid.uuid4().hex)
+            status, message = store(key, await request.json())
             return web.json_response(message, status=status)
+
+        async def batch(request: web.Request) -> web.Response:
+            answers = []
+            for item in (await request.json())["items"]:
+                key = item.pop("idempotency_key")
+                status, message = store(key, item)
+                answers.append({"idempotency_key": key, "status": status, "message": message})
+            return web.json_response({"items": answers})
 
         app = web.Application()
         app.router.add_post("/internal/v1/messages", post)
+        app.router.add_post("/internal/v1/messages:batch", batch)
         return app
 
 

@@ -45,6 +45,7 @@ import statistics
 import time
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as wall_time
@@ -55,7 +56,11 @@ from pymongo import AsyncMongoClient
 
 from services.reminders.conversation import Conversation
 from services.reminders.digest import FOOTER, SHORT_FOOTER, _header, _render, gsm_friendly
-from services.reminders.gateways import ContactsGateway, NotifierGateway
+from services.reminders.gateways import (
+    ContactsGateway,
+    NotifierGateway,
+    PermanentDispatchError,
+)
 from services.reminders.policy import Policy
 from services.reminders.repository import RemindersRepository
 from services.reminders.scheduling import (
@@ -314,6 +319,12 @@ class RecordingNotifier(NotifierGateway):
                 **body,
             }
         return self.messages[key]
+
+    async def send_many(
+        self, items: Sequence[tuple[dict[str, Any], str]]
+    ) -> list[dict[str, Any] | PermanentDispatchError]:
+        """Queue a batch, each message once per key."""
+        return [await self.send(body, key) for body, key in items]
 
     async def message(self, message_id: str) -> dict[str, Any] | None:
         """Every message reaches the phone."""
