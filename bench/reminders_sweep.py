@@ -10,14 +10,17 @@ touchpoints (default 10, so 50,000 in all), every user's digest due in the same 
   accepted every digest ("handed over"), time until Twilio has them all, touchpoints left out,
   messages per user, SMS segments and encodings, and how far recording (phase 2) gets in
   ``--record-timeout`` seconds. The same design also runs at a tenth of the size, recorded to
-  the end, for the scaling figures.
+  the end, for the scaling figures. With ``--replicas 2`` two reminders apps (two replicas,
+  each with its own database and notifier clients, in this process as the single one is) sweep
+  the same burst at once, and each one's share of the digests handed over is reported.
 * Naive design (the baseline, same run): an ``AsyncIOScheduler`` with one ``DateTrigger`` job
   per touchpoint, all due at once, each posting its own SMS to an in-memory stand-in of the
   notifier (cheaper than the real one, so the comparison favours the baseline). Counted: jobs
   APScheduler reports missed (``misfire_grace_time`` default 1 s), errors, time to send them
   all, segments per touchpoint.
 
-    .venv/bin/python -m bench.reminders_sweep [--users 5000] [--per-user 10] [--quick] [--json F]
+    .venv/bin/python -m bench.reminders_sweep [--users 5000] [--per-user 10] [--replicas 2]
+        [--claim-batch 50] [--quick] [--json F]
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -96,6 +100,7 @@ class Twilio:
     def __init__(self) -> None:
         self.arrivals: list[float] = []
         self.bodies: list[str] = []
+        self.recipients: list[str] = []
 
     def app(self) -> web.Application:
         """The stand-in's routes."""
@@ -104,6 +109,7 @@ class Twilio:
             form = await request.post()
             self.arrivals.append(time.perf_counter())
             self.bodies.append(str(form.get("Body", "")))
+            self.recipients.append(str(form.get("To", "")))
             sid = "SM" + uuid.uuid4().hex
             return web.json_response({"sid": sid, "status": "queued"}, status=201)
 
@@ -186,8 +192,10 @@ async def digest_design(
     concurrency: int,
     record_timeout: float,
     deliver_timeout: float,
+    replicas: int = 1,
+    claim_batch: int | None = None,
 ) -> dict[str, Any]:
-    """Load the data into a fresh database and time one sweep through the whole pipeline."""
+    """Load the data into a fresh database and time one sweep (of every replica at once)."""
     # Each size has its own users: the notifier must not see a repeated idempotency key.
     prefix = f"s{users}u"
     data = touchpoints(users, per_user, prefix)
@@ -204,13 +212,18 @@ async def digest_design(
         "SWEEP_CONCURRENCY": str(concurrency),
         "SWEEP_BATCH": "1000",
     }
+    if claim_batch is not None:
+        env["SWEEP_CLAIM_BATCH"] = str(claim_batch)
     settings = load_settings(RemindersSettings, env)
-    app = create_app(settings, clock=ControllableClock(T0, frozen=True))
-    runner = web.AppRunner(app)
-    await runner.setup()
+    apps = [create_app(settings, clock=ControllableClock(T0, frozen=True)) for _ in range(replicas)]
+    runners = [web.AppRunner(app) for app in apps]
+    for runner in runners:
+        await runner.setup()
     try:
-        await app[INDEXES_READY].wait()
-        service = app[SERVICE]
+        for app in apps:
+            await app[INDEXES_READY].wait()
+        services = [app[SERVICE] for app in apps]
+        service = services[0]
         db = service.repo.db
         await service.init_defaults()
         # Every item fits: a daily budget of ``per_user`` and enough segments for them.
@@ -235,20 +248,41 @@ async def digest_design(
             await db.touchpoints.insert_many(data[start : start + 5000], ordered=False)
         load_s = time.perf_counter() - load_start
 
-        # When the notifier accepts each digest: the hand-over the goal is about.
+        # When the notifier accepts each digest (the hand-over the goal is about), and which
+        # replica handed it over. The sweep hands over in batches (send_many); a single send is
+        # the reaper's path and is timed too.
         accepted: list[float] = []
-        gateway = service.notifier
-        real_send: Callable[..., Awaitable[Any]] = gateway.send
+        by_replica = [0] * replicas
+        for index, one in enumerate(services):
+            gateway = one.notifier
+            real_many: Callable[..., Awaitable[Any]] = gateway.send_many
+            real_send: Callable[..., Awaitable[Any]] = gateway.send
 
-        async def timed_send(body: Any, key: str) -> Any:
-            result = await real_send(body, key=key)
-            accepted.append(time.perf_counter())
-            return result
+            async def timed_many(
+                items: Any, real: Callable[..., Awaitable[Any]] = real_many, index: int = index
+            ) -> Any:
+                answers = await real(items)
+                taken = sum(1 for answer in answers if isinstance(answer, dict))
+                accepted.extend([time.perf_counter()] * taken)
+                by_replica[index] += taken
+                return answers
 
-        gateway.send = timed_send  # type: ignore[method-assign]
+            async def timed_send(
+                body: Any,
+                key: str,
+                real: Callable[..., Awaitable[Any]] = real_send,
+                index: int = index,
+            ) -> Any:
+                result = await real(body, key=key)
+                accepted.append(time.perf_counter())
+                by_replica[index] += 1
+                return result
+
+            gateway.send_many = timed_many  # type: ignore[method-assign]
+            gateway.send = timed_send  # type: ignore[method-assign]
         arrived_before = len(twilio.arrivals)
         started = time.perf_counter()
-        sweep = asyncio.create_task(service.sweep())
+        sweep = asyncio.ensure_future(asyncio.gather(*(one.sweep() for one in services)))
         deadline = started + 600
         while len(accepted) < users and not sweep.done() and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
@@ -271,6 +305,7 @@ async def digest_design(
             await asyncio.sleep(0.1)
         delivered = twilio.arrivals[arrived_before:]
         bodies = twilio.bodies[arrived_before:]
+        at_twilio_per_phone = Counter(twilio.recipients[arrived_before:])
         carried = 0
         per_user_count: dict[str, int] = {}
         async for claim in db.dispatches.find({}, {"items": 1, "user_id": 1}):
@@ -287,7 +322,14 @@ async def digest_design(
             "carried": carried,
             "missed": len(data) - carried,
             "users_messaged": len(per_user_count),
-            "max_messages_per_user": max(per_user_count.values(), default=0),
+            # Claims are one per user by construction; what reached Twilio says it was one SMS.
+            "max_claims_per_user": max(per_user_count.values(), default=0),
+            "max_messages_per_user": max(at_twilio_per_phone.values(), default=0),
+            "replicas": replicas,
+            "claim_batch": settings.sweep_claim_batch,
+            "concurrency": settings.sweep_concurrency,
+            "handed_over_by_replica": by_replica,
+            "share_by_replica": [100 * n / max(len(accepted), 1) for n in by_replica],
             "at_twilio": len(delivered),
             "at_twilio_s": (delivered[-1] - started) if delivered else float("nan"),
             "segments": segments,
@@ -300,8 +342,9 @@ async def digest_design(
             "sample": bodies[0] if bodies else "",
         }
     finally:
-        await app[SERVICE].repo.db.client.drop_database(db_name)
-        await runner.cleanup()
+        await apps[0][SERVICE].repo.db.client.drop_database(db_name)
+        for runner in runners:
+            await runner.cleanup()
 
 
 async def naive_design(
@@ -422,8 +465,19 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "send_rate": args.send_rate,
             "concurrency": args.concurrency,
             "record_timeout_s": args.record_timeout,
+            "replicas": args.replicas,
+            "claim_batch": args.claim_batch,
         }
     }
+    if args.concurrency is None:
+        # FerretDB's SQLite backend answers SQLITE_BUSY to many concurrent writers; the other
+        # servers take the service's default.
+        args.concurrency = (
+            4
+            if server.kind == "ferretdb"
+            else RemindersSettings.model_fields["sweep_concurrency"].default
+        )
+        result["meta"]["concurrency"] = args.concurrency
     try:
         notifier.start()
         deliver_timeout = args.users / args.send_rate + 120
@@ -437,6 +491,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             args.concurrency,
             record_timeout=600.0,
             deliver_timeout=deliver_timeout,
+            replicas=args.replicas,
+            claim_batch=args.claim_batch,
         )
         result["digest"] = await digest_design(
             uri,
@@ -447,6 +503,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             args.concurrency,
             record_timeout=args.record_timeout,
             deliver_timeout=deliver_timeout,
+            replicas=args.replicas,
+            claim_batch=args.claim_batch,
         )
         naive = []
         if not args.skip_naive:
@@ -511,6 +569,28 @@ def render(runs: list[dict[str, Any]]) -> str:
         f"| SMS segments per touchpoint | {_median(runs, 'digest', 'segments_per_touchpoint')}"
         " | <= 0.5 | |",
         f"| UCS-2 digests | {max(r['digest']['ucs2_messages'] for r in runs)} | 0 | |",
+        *(
+            [
+                f"| share of the digests handed over by each of {d['replicas']} reminders "
+                "replicas (%) | "
+                + " / ".join(
+                    _median(runs, "digest", "share_by_replica", i) for i in range(d["replicas"])
+                )
+                + " | 35-65 each | "
+                + (
+                    "yes"
+                    if all(
+                        35 <= share <= 65
+                        for r in runs
+                        for share in r["digest"]["share_by_replica"]
+                    )
+                    else "no"
+                )
+                + " |"
+            ]
+            if d.get("replicas", 1) > 1
+            else []
+        ),
         f"| phase 2: claims recorded within {meta['record_timeout_s']:g} s after hand-over | "
         f"{_median(runs, 'digest', 'claims_recorded')} of {d['users']:,} | | |",
         "",
@@ -572,8 +652,18 @@ def main() -> None:
     parser.add_argument("--naive-timeout", type=float, default=180.0)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--record-timeout", type=float, default=30.0)
-    # FerretDB's SQLite backend answers SQLITE_BUSY to many concurrent writers; MongoDB does not.
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="SWEEP_CONCURRENCY (default: 4 on FerretDB, the service's default elsewhere)",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="reminders replicas sweeping the burst at once"
+    )
+    parser.add_argument(
+        "--claim-batch", type=int, default=None, help="SWEEP_CLAIM_BATCH (service default 50)"
+    )
     parser.add_argument("--quick", action="store_true", help="100 users, for a smoke test")
     parser.add_argument("--json", type=Path, help="write the measurement here")
     args = parser.parse_args()
