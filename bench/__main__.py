@@ -28,6 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.report import engine_in_use, engine_label
+from shared.devdb import FERRETDB, MONGO_JAVA_SERVER
+from shared.devdb.server import MONGOD
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 
@@ -68,18 +72,23 @@ def machine() -> dict[str, Any]:
         memory_gb = int(mem.group(1)) / 1024 / 1024 if mem else 0.0
     except OSError:
         pass
+    engine = engine_in_use()
     return {
         "cpu": cpu,
         "cpus": os.cpu_count(),
         "memory_gb": round(memory_gb, 1),
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
-        "database": (
-            "the server named by MONGODB_URI"
-            if os.environ.get("MONGODB_URI")
-            else "FerretDB 1.24.2 (SQLite backend)"
-        ),
+        "engine": engine,
+        "database": database_label(engine),
     }
+
+
+def database_label(engine: str) -> str:
+    """The header's name for the engine the runs use, with where it keeps its data."""
+    if engine == MONGO_JAVA_SERVER:
+        return f"{engine_label(engine)} (in memory unless a section says otherwise)"
+    return engine_label(engine)
 
 
 def run_once(bench: Benchmark, quick: bool, workdir: Path, index: int) -> dict[str, Any]:
@@ -124,25 +133,59 @@ Written by `make bench` (`.venv/bin/python -m bench`); do not edit by hand betwe
 Every benchmark runs on loopback on one machine: load generator, services, stand-ins and
 database share its CPUs. The machine is small and noisy, so each timed figure is the median of
 several runs (min-max in brackets) and is compared with a baseline measured in the same run.
-
-**Database caveat.** These runs use FerretDB 1.24 with its SQLite backend, as development and
-tests do. It evaluates every filter in Go after reading the whole collection: its only pushdown
-is a lone `_id` equality, and even that reaches SQLite as `_ferretdb_sjson->'$._id' = ?` while
-the `_id` index is built on `_ferretdb_sjson->"_id"`, so SQLite scans the table for it too
-(checked with `EXPLAIN QUERY PLAN`). Every read and write therefore costs time proportional to
-its collection's size, and concurrent writers queue on SQLite's single writer lock. Absolute
-figures here say little about MongoDB; the ratios and the shapes of growth are the point. The
-code stays index-friendly for MongoDB: every query the services send is checked against the
-indexes they create by `tests/system/test_indexes.py`, which writes
-[docs/indexes.md](indexes.md).
 """
+
+# What the engine in use means for the figures: the header's "Database caveat" paragraph.
+MJS_CAVEAT = """**Database caveat.** These runs use {label}, in memory (a benchmark that
+keeps its database in a directory uses its H2 file instead, and its section says so), as
+development and tests do. It keeps MongoDB's per-document atomicity and serves `_id` and
+unique-index lookups from an index, but it does not build non-unique secondary indexes: queries
+on those fields scan their collection in memory, so their cost grows with the collection. It
+runs in the same {cpus}-core machine as everything else, and it is not MongoDB: absolute figures
+here say little about MongoDB; the ratios and the shapes of growth are the point."""
+
+FERRETDB_CAVEAT = """**Database caveat.** These runs use FerretDB 1.24 with its SQLite backend
+(`TOUCHBASE_DEVDB=ferretdb`). It evaluates every filter in Go after reading the whole
+collection: its only pushdown is a lone `_id` equality, and even that reaches SQLite as
+`_ferretdb_sjson->'$._id' = ?` while the `_id` index is built on `_ferretdb_sjson->"_id"`, so
+SQLite scans the table for it too (checked with `EXPLAIN QUERY PLAN`). Every read and write
+therefore costs time proportional to its collection's size, and concurrent writers queue on
+SQLite's single writer lock. Absolute figures here say little about MongoDB; the ratios and the
+shapes of growth are the point."""
+
+MONGOD_CAVEAT = """**Database caveat.** These runs use {label}, in the same {cpus}-core machine as
+everything else. It uses the services' indexes, so lookups do not scan, but it shares the cores
+with the load generator and the services and is no production replica set: the ratios to the
+baselines measured in the same runs and the shapes of growth are the point."""
+
+OTHER_CAVEAT = """**Database caveat.** These runs use {label}. Its figures depend on how that
+server is deployed (hardware, configuration, network) and whether it shares this machine's
+{cpus} cores with the services, so compare the ratios to the baselines measured in the same runs
+and the shapes of growth rather than absolute figures."""
+
+INDEXES = """The code stays index-friendly for MongoDB: every query the services send is checked
+against the indexes they create by `tests/system/test_indexes.py`, which writes
+[docs/indexes.md](indexes.md)."""
+
+
+def database_caveat(engine: str, cpus: int | None = None) -> str:
+    """The header's paragraph on what ``engine`` means for the figures, ending with the link
+    to docs/indexes.md."""
+    templates = {MONGO_JAVA_SERVER: MJS_CAVEAT, FERRETDB: FERRETDB_CAVEAT, MONGOD: MONGOD_CAVEAT}
+    template = templates.get(engine, OTHER_CAVEAT)
+    text = template.format(label=engine_label(engine), cpus=cpus or os.cpu_count() or "?")
+    return f"{text}\n{INDEXES}\n"
 
 
 def header(info: dict[str, Any], quick: bool) -> str:
-    """The document's opening: the machine every section was measured on."""
+    """The document's opening: what the engine in use means for the figures, and the machine
+    every section was measured on."""
     run = "`.venv/bin/python -m bench" + (" --quick" if quick else "") + "`"
     return (
-        HEADER + f"\nMachine: {info['cpu']} ({info['cpus']} CPUs, {info['memory_gb']} GB), "
+        HEADER
+        + "\n"
+        + database_caveat(str(info.get("engine") or engine_in_use()), info.get("cpus"))
+        + f"\nMachine: {info['cpu']} ({info['cpus']} CPUs, {info['memory_gb']} GB), "
         f"{info['system']}, Python {info['python']}; database {info['database']}. Command: {run} "
         "(each section says when it was measured; `--only NAME` refreshes one).\n"
     )

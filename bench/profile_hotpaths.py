@@ -52,7 +52,13 @@ import aiohttp
 from aiohttp import web
 from pymongo import AsyncMongoClient
 
-from bench.report import median_range
+from bench.report import (
+    database_of,
+    median_range,
+    mongo_java_server_caveat,
+    used_ferretdb,
+    used_mongo_java_server,
+)
 from shared.auth import issue_access_token, issue_service_token
 from shared.devdb import DevDatabase, die_with_parent, free_port
 from tests.support.processes import ServiceProcess, service_process
@@ -883,6 +889,7 @@ async def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "database": database.kind or "unknown",
+            "database_description": database.description,
             "py_spy_rate": args.rate,
             "idle": args.idle,
             "log_level": args.log_level,
@@ -967,9 +974,9 @@ FINDINGS: list[dict[str, Any]] = [
         "workload": "notifier_drain",
         "section": "top_inclusive",
         "key": "services/notifier/repository.py:raise_status",
-        "text": "The outcome writes of a whole batch run at once. On FerretDB this produces "
-        "SQLITE_BUSY ('recording a send outcome failed, retrying' in the log), the retries back "
-        "off, and the drain stalls after the first batch (see the sent count above). Proposed: "
+        "text": "The outcome writes of a whole batch run at once. On FerretDB, where this was "
+        "found, that produced SQLITE_BUSY ('recording a send outcome failed, retrying' in the "
+        "log), the retries backed off, and the drain stalled after the first batch. Proposed: "
         "collect outcomes and write them with one `bulk_write` every few milliseconds (or bound "
         "the concurrent writes with a semaphore). Expected: fewer round trips (the driver is the "
         "largest area of the drain) and no retry storm; correctness is unchanged because the "
@@ -1142,7 +1149,8 @@ def render(runs: list[dict[str, Any]]) -> str:
     lines = [
         "## Hot paths: where the services spend their CPU",
         "",
-        "Workloads (loopback, one database server, each service a real process sampled by "
+        f"Workloads (loopback, one database server ({database_of(runs)}), each service a real "
+        "process sampled by "
         f"`py-spy record --pid <pid> --format raw --rate {meta['py_spy_rate']}`"
         f"{'' if meta['idle'] else ', idle stacks left out'}; services log at "
         f"{meta['log_level']}): the contacts API with {meta['clients']} clients listing pages "
@@ -1204,6 +1212,12 @@ def render(runs: list[dict[str, Any]]) -> str:
         lines += ["", _reading(present, name), ""]
     if FINDINGS:
         lines += ["### Findings", ""]
+        if not used_ferretdb(runs):
+            lines += [
+                "The findings were drawn from profiles taken on FerretDB 1.24 (SQLite); the "
+                "shares quoted are this run's.",
+                "",
+            ]
         for finding in FINDINGS:
             share = _median_share(runs, finding["workload"], finding["section"], finding["key"])
             lines.append(
@@ -1216,19 +1230,45 @@ def render(runs: list[dict[str, Any]]) -> str:
         "",
         "Scaling (10x data): not measured at another size here. What grows inside the "
         "services with the data is per-item work: a sweep's digests and claims grow linearly "
-        "with the due users, a list page stays 50 documents. The database's scans grow with the "
-        "collections on FerretDB, but that time is spent in the FerretDB process, which is not "
-        "sampled; the service waits longer, which raises the event loop's share (PyMongo's "
-        "per-reply tasks) more than any code of ours.",
-        "",
-        "FerretDB caveat: its SQLite backend scans whole collections (a lone `_id` equality "
-        "in SQLite, anything else in Go), so the services wait longer on the database than "
-        "they would on "
-        "MongoDB; idle waiting is not sampled, so the shares describe CPU inside the service, "
-        "which is what MongoDB would leave as the bottleneck.",
+        "with the due users, a list page stays 50 documents. " + _database_growth(runs),
         "",
     ]
+    if used_ferretdb(runs):
+        lines += [
+            "FerretDB caveat: its SQLite backend scans whole collections (a lone `_id` equality "
+            "in SQLite, anything else in Go), so the services wait longer on the database than "
+            "they would on "
+            "MongoDB; idle waiting is not sampled, so the shares describe CPU inside the service, "
+            "which is what MongoDB would leave as the bottleneck.",
+            "",
+        ]
+    if used_mongo_java_server(runs):
+        lines += [
+            mongo_java_server_caveat("a user's contacts page, due messages, due touchpoints")
+            + " The services wait longer on it than they would on MongoDB; idle waiting is not "
+            "sampled, so the shares describe CPU inside the service.",
+            "",
+        ]
     return "\n".join(lines)
+
+
+def _database_growth(runs: list[dict[str, Any]]) -> str:
+    """Where the database's own growth with the data goes, on the engine the runs used."""
+    if used_ferretdb(runs):
+        scans, process = "The database's scans grow with the collections on FerretDB", "FerretDB"
+    elif used_mongo_java_server(runs):
+        scans = (
+            "Queries on non-unique indexes scan in memory and grow with the collections on "
+            "mongo-java-server"
+        )
+        process = "mongo-java-server"
+    else:
+        return "The database's own work is spent in its process, which is not sampled."
+    return (
+        f"{scans}, but that time is spent in the {process} process, which is not sampled; the "
+        "service waits longer, which raises the event loop's share (PyMongo's per-reply tasks) "
+        "more than any code of ours."
+    )
 
 
 def main() -> None:

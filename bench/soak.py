@@ -3,13 +3,15 @@ out. Reports errors, latency, and growth in memory and open file descriptors per
 
     .venv/bin/python -m bench.soak --seconds 180 --users 20 --workers 8 --write-docs
 
-Everything runs on 127.0.0.1 (FerretDB, the three services in sandbox mode) and stops by itself.
+Everything runs on 127.0.0.1 (the development database of ``shared.devdb``, the three services
+in sandbox mode) and stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import tempfile
@@ -22,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.report import describe
 from shared.auth import issue_service_token
 from shared.devdb import DevDatabase
 from tests.support.settings import INTERNAL_SECRET
@@ -253,7 +256,8 @@ async def run(args: argparse.Namespace) -> tuple[Tally, dict[str, Any]]:
             logs = {name: proc.logs() for name, proc in stack.procs.items()}
             stack.stop()
     tracebacks = {name: text.count("Traceback") for name, text in logs.items()}
-    return tally, {"seed_errors": seeded_errors, "tracebacks": tracebacks}
+    database = describe(db.kind, db.description)
+    return tally, {"seed_errors": seeded_errors, "tracebacks": tracebacks, "database": database}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -269,7 +273,8 @@ def report(tally: Tally, extra: dict[str, Any], args: argparse.Namespace) -> str
         f"Command: `.venv/bin/python -m bench.soak --seconds {args.seconds} --users {args.users} "
         f"--contacts {args.contacts} --workers {args.workers}`",
         "",
-        f"Machine: 2 cores, FerretDB 1.24 (SQLite) on loopback, services in sandbox mode. "
+        f"Machine: {os.cpu_count()} cores, {extra.get('database', 'database')} on loopback, "
+        "services in sandbox mode. "
         f"{total} requests, {errors} errors ({extra['seed_errors']} while seeding), "
         f"{tally.digests} digests sent, tracebacks in logs: {extra['tracebacks']}.",
         "",

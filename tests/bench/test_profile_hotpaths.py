@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import profile_hotpaths as bench
+from shared.devdb import DevDatabase
 from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +24,7 @@ ENTRY = (
 def test_quick_run_profiles_every_workload(tmp_path: Path) -> None:
     r, stdout = quick_run("bench.profile_hotpaths", tmp_path)
     assert set(r["meta"]) >= {"machine", "cpus", "python", "database"}
+    assert r["meta"]["database"] == DevDatabase().kind
     assert set(r["workloads"]) == set(bench.WORKLOADS)
     for name, profile in r["workloads"].items():
         assert profile["samples"] > 0, name
@@ -109,7 +111,7 @@ def test_aggregation_of_collapsed_stacks() -> None:
     }
 
 
-def fake_run(scale: float) -> dict[str, Any]:
+def fake_run(scale: float, database: str = "ferretdb") -> dict[str, Any]:
     profile = {
         "samples": int(1000 * scale),
         "idle_samples_dropped": 0,
@@ -147,7 +149,7 @@ def fake_run(scale: float) -> dict[str, Any]:
             "machine": "x86_64",
             "cpus": 2,
             "python": "3.11.7",
-            "database": "ferretdb",
+            "database": database,
             "py_spy_rate": 200,
             "idle": False,
             "log_level": "INFO",
@@ -183,3 +185,19 @@ def test_render_gives_median_shares_per_workload() -> None:
     assert "Scaling (10x data)" in text
     assert "FerretDB" in text
     assert "python -m bench.profile_hotpaths" in text
+
+
+def test_render_speaks_of_the_engine_the_runs_used() -> None:
+    ferret = bench.render([fake_run(1.0, "ferretdb")])
+    assert "FerretDB caveat" in ferret
+    assert "scans whole collections" in ferret
+    assert "The database's scans grow with the collections on FerretDB" in ferret
+    assert "mongo-java-server" not in ferret
+    mjs = bench.render([fake_run(1.0, "mongo-java-server")])
+    # The findings still say they were drawn on FerretDB, but no caveat speaks of its scans.
+    assert "FerretDB caveat" not in mjs
+    assert "scans whole collections" not in mjs
+    assert "collections on FerretDB" not in mjs
+    assert "drawn from profiles taken on FerretDB" in mjs
+    assert "mongo-java-server caveat" in mjs
+    assert "one database server (mongo-java-server 1.47.0)" in mjs

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import reminders_memory as bench
+from shared.devdb import DevDatabase
 from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,6 +18,8 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     result, stdout = quick_run("bench.reminders_memory", tmp_path)
     assert result["figure"] == bench.FIGURE
     assert set(result["meta"]) >= {"machine", "cpus", "python", "database"}
+    # The engine it ran on, not an assumed one (this benchmark ignores MONGODB_URI).
+    assert result["meta"]["database"] == DevDatabase(uri="").kind
     steps = result["steps"]
     assert [s["touchpoints"] for s in steps] == list(bench.QUICK_STEPS)
     due = result["config"]["due_per_step"]
@@ -49,7 +52,9 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     assert "## Memory" in stdout
 
 
-def _fake_run(rss: list[float], hwm: list[float], dry: list[float]) -> dict[str, Any]:
+def _fake_run(
+    rss: list[float], hwm: list[float], dry: list[float], database: str = "ferretdb"
+) -> dict[str, Any]:
     steps = []
     for n, (r, h, d) in enumerate(zip(rss, hwm, dry, strict=True)):
         steps.append(
@@ -62,7 +67,7 @@ def _fake_run(rss: list[float], hwm: list[float], dry: list[float]) -> dict[str,
             }
         )
     return {
-        "meta": {"machine": "x86_64", "cpus": 2, "python": "3.11", "database": "ferretdb"},
+        "meta": {"machine": "x86_64", "cpus": 2, "python": "3.11", "database": database},
         "config": {"per_user": 10, "active_every": 20, "due_per_step": 20, "changes_per_step": 2},
         "steps": steps,
         "baseline": copy.deepcopy(steps[0]["memory"]["idle"]),
@@ -88,3 +93,15 @@ def test_render_gives_the_medians_of_the_runs() -> None:
     )
     assert "the dry run took 2.8x" in text  # median of 3x and 2.5x
     assert "goal NOT met" in bench.render([_fake_run([60.0, 120.0], [62.0, 130.0], [1.0, 2.0])])
+
+
+def test_render_speaks_of_the_engine_the_runs_used() -> None:
+    ferret = bench.render([_fake_run([60.0, 70.0], [62.0, 80.0], [1.0, 3.0], "ferretdb")])
+    assert "FerretDB caveat" in ferret
+    assert "scans whole collections" in ferret
+    assert "mongo-java-server" not in ferret
+    mjs = bench.render([_fake_run([60.0, 70.0], [62.0, 80.0], [1.0, 3.0], "mongo-java-server")])
+    assert "FerretDB" not in mjs
+    assert "mongo-java-server caveat" in mjs
+    assert "non-unique secondary index" in mjs
+    assert "database mongo-java-server 1.47.0)" in mjs

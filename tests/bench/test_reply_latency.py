@@ -10,6 +10,7 @@ from pytest_aiohttp import AiohttpClient
 from twilio.request_validator import RequestValidator
 
 from bench import reply_latency as bench
+from shared.devdb import DevDatabase
 from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,6 +20,7 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     result, stdout = quick_run("bench.reply_latency", tmp_path)
     assert result["figure"] == bench.FIGURE
     assert set(result["meta"]) >= {"machine", "cpus", "python", "database"}
+    assert result["meta"]["database"] == DevDatabase().kind
     assert result["goal_p99_ms"] == bench.GOAL_P99_MS
     webhooks = result["config"]["webhooks"]
     assert [lv["concurrency"] for lv in result["levels"]] == result["config"]["concurrency"]
@@ -102,7 +104,7 @@ def _stats(p50: float, p99: float, rps: float) -> dict[str, Any]:
     }
 
 
-def _fake_run(p99: float, base_p99: float) -> dict[str, Any]:
+def _fake_run(p99: float, base_p99: float, database: str = "ferretdb") -> dict[str, Any]:
     level = {
         "concurrency": 1,
         "subject": _stats(40.0, p99, 20.0),
@@ -114,7 +116,7 @@ def _fake_run(p99: float, base_p99: float) -> dict[str, Any]:
     sizes = {"contacts.interactions": 10, "notifier.inbound": 5}
     return {
         "figure": bench.FIGURE,
-        "meta": {"machine": "x86_64", "cpus": 2, "python": "3.11", "database": "ferretdb"},
+        "meta": {"machine": "x86_64", "cpus": 2, "python": "3.11", "database": database},
         "config": {
             "webhooks": 100,
             "concurrency": [1],
@@ -156,3 +158,16 @@ def test_render_reports_medians_ranges_and_the_goal() -> None:
     slow = bench.render([_fake_run(400.0, 2.0), _fake_run(260.0, 2.0)])
     assert "**not met**" in slow
     assert "Goal p99 < 250 ms: **not met** - with 1 client(s) p99 is 330 ms" in slow
+
+
+def test_render_speaks_of_the_engine_the_runs_used() -> None:
+    ferret = bench.render([_fake_run(100.0, 2.0, "ferretdb")])
+    assert "FerretDB caveat" in ferret
+    assert "scans a whole collection for every query" in ferret
+    assert "mongo-java-server" not in ferret
+    mjs = bench.render([_fake_run(100.0, 2.0, "mongo-java-server")])
+    assert "FerretDB" not in mjs
+    assert "SQLite" not in mjs
+    assert "mongo-java-server caveat" in mjs
+    assert "non-unique secondary index" in mjs
+    assert "separate processes on mongo-java-server 1.47.0" in mjs

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from bench.__main__ import SUITE, Benchmark, assemble, merge, section
-from bench.report import median_range
+import pytest
+
+from bench.__main__ import SUITE, Benchmark, assemble, header, machine, merge, section
+from bench.report import database_of, describe, engines, median_range
 
 
 def test_median_range_shows_the_spread_only_when_runs_differ() -> None:
@@ -52,3 +54,56 @@ def test_assemble_keeps_sections_not_rerun_in_the_suite_order() -> None:
     assert text.startswith("# new head")
     assert "old head" not in text
     assert text.index("fresh") < text.index("kept")
+
+
+def test_header_describes_the_engine_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    monkeypatch.setenv("TOUCHBASE_DEVDB", "mongo-java-server")
+    info = machine()
+    assert info["engine"] == "mongo-java-server"
+    assert info["database"].startswith("mongo-java-server 1.47")
+    text = header(info, quick=False)
+    assert "per-document atomicity" in text
+    assert "unique-index lookups from an index" in text
+    assert "does not build non-unique secondary indexes" in text
+    assert "scan their collection in memory" in text
+    assert "it is not MongoDB" in text
+    assert "FerretDB" not in text
+    assert "SQLite" not in text
+    assert "[docs/indexes.md](indexes.md)" in text
+    assert f"database {info['database']}." in text
+
+    monkeypatch.setenv("TOUCHBASE_DEVDB", "ferretdb")
+    info = machine()
+    assert info["database"] == "FerretDB 1.24.2 (SQLite backend)"
+    text = header(info, quick=True)
+    assert "FerretDB 1.24 with its SQLite backend" in text
+    assert "SQLite scans the table for it too" in text
+    assert "mongo-java-server" not in text
+    assert "[docs/indexes.md](indexes.md)" in text
+
+    monkeypatch.setenv("MONGODB_URI", "mongodb://db.example:27017/")
+    info = machine()
+    assert info["engine"] == "external"
+    text = header(info, quick=False)
+    assert "the server named by MONGODB_URI" in text
+    assert "FerretDB" not in text
+    assert "mongo-java-server" not in text
+    assert "[docs/indexes.md](indexes.md)" in text
+
+
+def test_sections_name_the_database_each_run_recorded() -> None:
+    mjs = "mongo-java-server"
+    memory = {"database": mjs, "database_description": f"{mjs}, in memory"}
+    h2 = {"database": mjs, "database_description": f"{mjs}, H2 file"}
+    old = {"database": "ferretdb"}
+    assert describe("mongo-java-server", "mongo-java-server, in memory") == (
+        "mongo-java-server 1.47.0 (in memory)"
+    )
+    assert database_of([{"meta": memory}, {"meta": memory}]) == f"{mjs} 1.47.0 (in memory)"
+    assert database_of([{"meta": h2}]) == "mongo-java-server 1.47.0 (H2 file)"
+    assert database_of([{"meta": old}]) == "FerretDB 1.24.2 (SQLite backend)"
+    assert engines([{"meta": memory}, {"meta": old}, {"meta": h2}]) == [
+        "mongo-java-server",
+        "ferretdb",
+    ]

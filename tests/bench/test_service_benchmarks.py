@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench import contacts_api, notifier_send_rate, reminders_sweep
+from shared.devdb import DevDatabase
 from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +40,15 @@ def test_api_overhead_compares_with_the_bare_handler(tmp_path: Path) -> None:
     assert all(ratio > 0 for ratio in run["ratios"].values())
     text = contacts_api.render([run, run])
     assert "| create throughput |" in text
+    assert run["meta"]["database"] == DevDatabase().kind
+    ferret = contacts_api.render([_on(run, "ferretdb")])
+    assert "FerretDB caveat" in ferret
+    assert "on FerretDB both scan the whole collection" in ferret
+    assert "mongo-java-server" not in ferret
+    mjs = contacts_api.render([_on(run, "mongo-java-server")])
+    assert "FerretDB" not in mjs
+    assert "mongo-java-server caveat" in mjs
+    assert "builds no non-unique secondary index" in mjs
 
 
 @pytest.mark.timeout(120)
@@ -46,3 +58,19 @@ def test_send_rate_never_exceeds_the_limit(tmp_path: Path) -> None:
     assert run["max_per_second_token"] <= run["meta"]["limit"]
     text = notifier_send_rate.render([run, run])
     assert "## Send rate" in text
+    assert run["meta"]["database"] == DevDatabase().kind
+    # A worker slower than the limit: the scaling text explains what each send costs.
+    slow = {**run, "rate": run["meta"]["limit"] / 2}
+    ferret = notifier_send_rate.render([_on(slow, "ferretdb")])
+    assert "on FerretDB every one of them scans the messages collection" in ferret
+    mjs = notifier_send_rate.render([_on(slow, "mongo-java-server")])
+    assert "FerretDB" not in mjs
+    assert "non-unique index it does not build" in mjs
+
+
+def _on(run: dict[str, Any], database: str) -> dict[str, Any]:
+    """The same run, as if it had used ``database``."""
+    moved = copy.deepcopy(run)
+    moved["meta"]["database"] = database
+    moved["meta"].pop("database_description", None)
+    return moved

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import sms_cost as bench
+from shared.devdb import DevDatabase
 from tests.support.bench import quick_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,6 +17,7 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     r, stdout = quick_run("bench.sms_cost", tmp_path)
     assert r["figure"] == bench.FIGURE
     assert set(r["meta"]) >= {"machine", "cpus", "python", "database"}
+    assert r["meta"]["database"] == DevDatabase().kind
     assert r["config"]["users"] == 20
     assert r["config"]["days"] == 7
     # The loaded state is what the service itself computes.
@@ -56,7 +58,7 @@ def test_classify_tells_accidental_from_unavoidable_ucs2() -> None:
         assert bench.classify(script) == "UCS-2 unavoidable", script
 
 
-def fake_run(scale: float, elapsed: float) -> dict[str, Any]:
+def fake_run(scale: float, elapsed: float, database: str = "ferretdb") -> dict[str, Any]:
     return {
         "figure": bench.FIGURE,
         "config": {
@@ -71,7 +73,7 @@ def fake_run(scale: float, elapsed: float) -> dict[str, Any]:
             "max_segments": 2,
             "quick": False,
         },
-        "meta": {"machine": "x86_64", "cpus": 2, "python": "3.11.7", "database": "ferretdb"},
+        "meta": {"machine": "x86_64", "cpus": 2, "python": "3.11.7", "database": database},
         "elapsed_s": elapsed,
         "messages": 27_000,
         "touchpoints_carried": 100_000,
@@ -114,3 +116,14 @@ def test_render_gives_medians_and_goals() -> None:
     assert "FerretDB" in text
     over = [fake_run(1.2, 100.0), fake_run(1.25, 100.0)]
     assert "NOT met" in bench.render(over)
+
+
+def test_render_speaks_of_the_engine_the_runs_used() -> None:
+    ferret = bench.render([fake_run(1.0, 100.0, "ferretdb")])
+    assert "FerretDB with SQLite scans a whole collection" in ferret
+    assert "mongo-java-server" not in ferret
+    mjs = bench.render([fake_run(1.0, 100.0, "mongo-java-server")])
+    assert "FerretDB" not in mjs
+    assert "SQLite" not in mjs
+    assert "builds no non-unique secondary index" in mjs
+    assert "database mongo-java-server 1.47.0;" in mjs
