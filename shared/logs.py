@@ -10,17 +10,24 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import phonenumbers
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
 
-# Anything that looks like a phone number: an optional +, then 9 or more digits possibly split
-# by spaces, dots, dashes or parentheses (over-masking a long id is the safe mistake; 9 keeps
-# dates such as 2026-11-26 readable). Only the last two digits survive.
+# Phone numbers are found two ways, and a run either finds is masked:
+# - phonenumbers' matcher finds every number written in international form (+ and a country
+#   code), whatever its length: E.164 runs from 7 digits (Niue, +683 4002) to 15;
+# - a run of 9 or more digits, possibly split by spaces, dots, dashes or parentheses, catches
+#   national forms and anything the matcher thinks impossible (over-masking a long id is the
+#   safe mistake; 9 keeps dates such as 2026-11-26 readable).
 _PHONE_RE = re.compile(
     # Not a date or date-time (2026-11-26, 2026-11-26 05:01): those are kept.
     r"(?<![\w.-])(?!\d{4}-\d{2}-\d{2})\+?\(?\d(?:[\s().-]{0,2}\d){8,}"
 )
+# The matcher is slow next to a regex: it runs only where a + is followed by a digit.
+_INTERNATIONAL_HINT = re.compile(r"\+\s?\(?\d")
 
 _STANDARD_ATTRS = frozenset(
     vars(logging.makeLogRecord({})).keys() | {"message", "asctime", "taskName"}
@@ -28,13 +35,19 @@ _STANDARD_ATTRS = frozenset(
 
 
 def mask_phone(text: str) -> str:
-    """Replace every phone-number-like run in ``text`` with a masked form keeping 2 digits."""
+    """Replace every phone number (and phone-like digit run) in ``text``, keeping 2 digits."""
+    if _INTERNATIONAL_HINT.search(text):
+        matcher = phonenumbers.PhoneNumberMatcher(
+            text, None, leniency=phonenumbers.Leniency.POSSIBLE
+        )
+        for span in reversed([(match.start, match.end) for match in matcher]):
+            text = text[: span[0]] + _masked(text[span[0] : span[1]]) + text[span[1] :]
+    return _PHONE_RE.sub(lambda match: _masked(match.group(0)), text)
 
-    def _mask(match: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", match.group(0))
-        return "+" + "*" * max(len(digits) - 2, 0) + digits[-2:]
 
-    return _PHONE_RE.sub(_mask, text)
+def _masked(number: str) -> str:
+    digits = re.sub(r"\D", "", number)
+    return "+" + "*" * max(len(digits) - 2, 0) + digits[-2:]
 
 
 # Credentials: bearer tokens, JWT-shaped strings, and whole Authorization header values.

@@ -134,6 +134,12 @@ async def test_unreachable_upstream_is_an_upstream_error() -> None:
         ("to=+14155550123,", "to=+*********23,"),
         ("phone:+14155550123", "phone:+*********23"),
         ("id 123456789012", "id +**********12"),
+        # The short and long ends of E.164: Niue's 7 digits, St Helena's, a 15-digit number.
+        ("sandbox SMS to +6834002", "sandbox SMS to +*****02"),
+        ("from:+6834002,", "from:+*****02,"),
+        ("tel:+290 51234", "tel:+******34"),
+        ("to +882345678901234 done", "to +*************34 done"),
+        ("'To': '+6834002'", "'To': '+*****02'"),
     ],
 )
 def test_phone_numbers_are_masked(text: str, expected: str) -> None:
