@@ -419,7 +419,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="touchbase-memory-") as tmp,
-        DevDatabase(data_dir=Path(tmp) / "db", uri="") as database,
+        DevDatabase(data_dir=Path(tmp) / "db", uri="", persistent=False) as database,
     ):
         env = base_env(
             database.uri,

@@ -565,7 +565,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="touchbase-reply-") as tmp:
         logs = Path(tmp)
-        db = DevDatabase(data_dir=logs / "db")
+        db = DevDatabase(data_dir=logs / "db", persistent=False)
         stack: Stack | None = None
         baseline = BaselineProcess(logs)
         try:

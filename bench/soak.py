@@ -219,7 +219,7 @@ async def run(args: argparse.Namespace) -> tuple[Tally, dict[str, Any]]:
     tally = Tally()
     with (
         tempfile.TemporaryDirectory(prefix="touchbase-soak-") as tmp,
-        DevDatabase(data_dir=Path(tmp) / "db", uri="") as db,
+        DevDatabase(data_dir=Path(tmp) / "db", uri="", persistent=False) as db,
     ):
         extra = {
             "contacts": {"OTP_MAX_PER_IP": "100000", "OTP_MAX_PER_PHONE": "1000"},
