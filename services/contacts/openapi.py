@@ -97,7 +97,8 @@ def _operation(route: Route, schemas: dict[Any, Any]) -> dict[str, Any]:
     op["responses"][str(route.status)] = ok
     errors = set(route.errors) | {404}
     if route.body is not None or route.query is not None:
-        errors |= {400, 413, 415, 422} if route.body is not None else {422}
+        # 400 for a body that does not parse, or a page cursor that is not one of ours.
+        errors |= {400, 413, 415, 422} if route.body is not None else {400, 422}
     # Public sign-in routes answer 401 too: a wrong code or a spent refresh token.
     errors.add(401)
     if route.headers == ("Idempotency-Key",):

@@ -18,7 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import Clock, SystemClock
-from shared.errors import ValidationFailed
+from shared.errors import BadRequest
 from shared.mongo import Database, Document
 
 USERS = "users"
@@ -76,27 +76,39 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, size: int) -> list[Any]:
-    """The sort values inside a cursor; a malformed one is a 422."""
+def decode_cursor(cursor: str, kinds: Sequence[type[str] | type[datetime]], name: str) -> list[Any]:
+    """The sort values inside a cursor, each of the kind expected at its place; else a 400.
 
+    A cursor comes back from the client, so it is untrusted input: only the shapes
+    :func:`encode_cursor` writes are accepted (strings that encode as UTF-8, and dates as whole
+    milliseconds within Python's range). Numbers never occur in a cursor, so none reaches the
+    driver (a 2**70 or NaN would fail or compare oddly there). ``name`` is the query parameter.
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(plain, list) or len(plain) != size:
+        if not isinstance(plain, list) or len(plain) != len(kinds):
             raise ValueError("wrong shape")
-        out: list[Any] = []
-        for value in plain:
-            if isinstance(value, dict):
-                out.append(datetime.fromtimestamp(int(value["$d"]) / 1000, UTC))
-            elif isinstance(value, str | int | float) and not isinstance(value, bool):
-                out.append(value)
-            else:
-                raise ValueError("wrong value")
-        return out
+        return [_cursor_value(value, kind) for value, kind in zip(plain, kinds, strict=True)]
     except (ValueError, TypeError, KeyError, OverflowError, OSError):
-        raise ValidationFailed(
-            "the cursor is not valid", [{"field": "cursor", "message": "malformed cursor"}]
+        raise BadRequest(
+            f"the {name} is not a valid cursor; use the one a page returned",
+            errors=[{"field": name, "message": "malformed cursor"}],
         ) from None
+
+
+def _cursor_value(value: Any, kind: type[str] | type[datetime]) -> str | datetime:
+    if kind is datetime:
+        if not isinstance(value, dict) or set(value) != {"$d"}:
+            raise ValueError("a date was expected")
+        millis = value["$d"]
+        if not isinstance(millis, int) or isinstance(millis, bool):
+            raise ValueError("a date is whole milliseconds")
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    if not isinstance(value, str):
+        raise ValueError("a string was expected")
+    value.encode()  # a lone surrogate cannot be stored or compared: UnicodeEncodeError
+    return value
 
 
 def after_filter(field: str, direction: int, value: Any, last_id: str) -> Document:

@@ -52,7 +52,14 @@ from services.contacts.repository import (
 from services.contacts.settings import ContactsSettings
 from shared.auth import Role
 from shared.clock import Clock
-from shared.errors import Conflict, NotFound, PreconditionFailed, UpstreamError, ValidationFailed
+from shared.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    UpstreamError,
+    ValidationFailed,
+)
 from shared.http import ServiceClient
 from shared.mongo import Document
 from shared.web.etag import make_etag
@@ -314,7 +321,7 @@ class ContactsService:
 
     async def users_page(self, after: str | None, limit: int) -> tuple[list[User], str | None]:
         """All users in id order, for reconciliation."""
-        last = str(decode_cursor(after, 1)[0]) if after else None
+        last = decode_cursor(after, (str,), "after")[0] if after else None
         docs = await self._users.page(last, limit)
         nxt = encode_cursor([docs[-1]["_id"]]) if len(docs) == limit else None
         return [user_out(d, self._settings) for d in docs], nxt
@@ -415,9 +422,15 @@ class ContactsService:
                 }
             )
         if query.cursor:
-            sort_name, value, last_id = decode_cursor(query.cursor, 3)
-            if sort_name != query.sort or not isinstance(last_id, str):
-                raise _invalid("cursor", "the cursor belongs to another sort order")
+            value_kind = str if field == "name_norm" else datetime
+            sort_name, value, last_id = decode_cursor(
+                query.cursor, (str, value_kind, str), "cursor"
+            )
+            if sort_name != query.sort:
+                raise BadRequest(
+                    "the cursor belongs to another sort order",
+                    errors=[{"field": "cursor", "message": "cursor of another sort order"}],
+                )
             conditions.append(after_filter(field, direction, value, last_id))
         mongo_query: Document = {"$and": conditions} if len(conditions) > 1 else conditions[0]
         mongo_query.setdefault("user_id", user_id)
@@ -507,7 +520,7 @@ class ContactsService:
         """A user's live contacts in id order, for reconciliation."""
         query: Document = {"user_id": user_id, "deleted": False}
         if after:
-            query["_id"] = {"$gt": str(decode_cursor(after, 1)[0])}
+            query["_id"] = {"$gt": decode_cursor(after, (str,), "after")[0]}
         docs = await self._contacts.find_page(query, [("_id", ASCENDING)], limit)
         nxt = encode_cursor([docs[-1]["_id"]]) if len(docs) == limit else None
         return [internal_contact_out(d) for d in docs], nxt
@@ -576,9 +589,7 @@ class ContactsService:
         await self.contact(user_id, contact_id)
         query: Document = {"user_id": user_id, "contact_id": contact_id}
         if cursor:
-            when, last_id = decode_cursor(cursor, 2)
-            if not isinstance(when, datetime) or not isinstance(last_id, str):
-                raise _invalid("cursor", "malformed cursor")
+            when, last_id = decode_cursor(cursor, (datetime, str), "cursor")
             query = {
                 "user_id": user_id,
                 "$and": [query, after_filter("occurred_at", DESCENDING, when, last_id)],
@@ -657,9 +668,7 @@ class ContactsService:
             if value is not None:
                 conditions.append({key: value})
         if query.cursor:
-            when, last_id = decode_cursor(query.cursor, 2)
-            if not isinstance(when, datetime) or not isinstance(last_id, str):
-                raise _invalid("cursor", "malformed cursor")
+            when, last_id = decode_cursor(query.cursor, (datetime, str), "cursor")
             conditions.append(after_filter("created_at", DESCENDING, when, last_id))
         docs = await self._referrals.find_page(
             {"user_id": user_id, "$and": conditions},
@@ -727,9 +736,7 @@ class ContactsService:
         """Changes older than the safety lag, after ``after``, with entities read now."""
         position: tuple[datetime, str] | None = None
         if after:
-            when, last_id = decode_cursor(after, 2)
-            if not isinstance(when, datetime) or not isinstance(last_id, str):
-                raise _invalid("after", "malformed cursor")
+            when, last_id = decode_cursor(after, (datetime, str), "after")
             position = (when, last_id)
         until = self._changes.wall_now() - timedelta(seconds=self._settings.change_feed_lag_s)
         records = await self._changes.page(position, until, limit + 1)

@@ -288,7 +288,6 @@ async def test_paging_filters_and_search(
         {"limit": "0"},
         {"limit": "x"},
         {"sort": "phone"},
-        {"cursor": "!!"},
         {"tier": "Q"},
         {"what": "1"},
     ):
@@ -300,7 +299,7 @@ async def test_paging_filters_and_search(
     resp = await client.get(
         "/v1/contacts", params={"cursor": page["next"], "sort": "-name"}, headers=bearer(alice)
     )
-    assert resp.status == 422
+    assert resp.status == 400  # a cursor is opaque: a bad one is no field error (test_cursors)
 
 
 async def test_patch_with_etags(client: Client, alice: dict[str, Any]) -> None:
