@@ -263,6 +263,11 @@ class AuthService:
                 "refresh token reuse detected; session revoked", extra={"user_id": doc["user_id"]}
             )
             raise Unauthorized(BAD_REFRESH)
+        # Checked after the claim: a family revoked by a racing request (its reuse detection
+        # or a sign-out) refuses every later use of its tokens, including one issued by a
+        # refresh that won the race but stored its new token after the revocation.
+        if await self._auth.family_revoked(doc["family_id"]):
+            raise Unauthorized(BAD_REFRESH)
         user = await self._users.get(doc["user_id"])
         if user is None:
             raise Unauthorized(BAD_REFRESH)

@@ -8,6 +8,7 @@ unique-key inserts, which hold on MongoDB and on FerretDB alike.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -212,17 +213,28 @@ class AuthRepository:
         return await self._refresh.find_one({"_id": token_hash})
 
     async def revoke_family(self, family_id: str, user_id: str, now: datetime) -> None:
-        """Revoke every token of a sign-in's family."""
+        """Revoke every token of a sign-in's family, including any a racing refresh still adds.
+
+        The family's mark (a unique insert, atomic on every server) is what refreshes check;
+        marking the tokens themselves only makes the state visible. A refresh that issues a new
+        token while this runs cannot outlive the mark, whatever the interleaving.
+        """
+        with contextlib.suppress(DuplicateKeyError):  # revoked already
+            await self._claims.insert_one({"_id": _family_mark(family_id), "created_at": now})
         await self._refresh.update_many(
             {"family_id": family_id, "user_id": user_id, "revoked_at": None},
             {"$set": {"revoked_at": now}},
         )
 
+    async def family_revoked(self, family_id: str) -> bool:
+        """Whether a sign-in's family was revoked (reuse detected, or signed out)."""
+        return await self._claims.find_one({"_id": _family_mark(family_id)}) is not None
+
     async def revoke_user(self, user_id: str, now: datetime) -> None:
-        """Revoke every refresh token of a user."""
-        await self._refresh.update_many(
-            {"user_id": user_id, "revoked_at": None}, {"$set": {"revoked_at": now}}
-        )
+        """Revoke every refresh token of a user: each of their families, as above."""
+        tokens = await self._refresh.find({"user_id": user_id}, {"family_id": 1}).to_list()
+        for family_id in sorted({doc["family_id"] for doc in tokens}):
+            await self.revoke_family(family_id, user_id, now)
 
     async def delete_user(self, user_id: str) -> None:
         """Remove a user's refresh tokens."""
@@ -238,6 +250,11 @@ class AuthRepository:
         old = now - timedelta(days=400)
         total += (await self._claims.delete_many({"created_at": {"$lt": old}})).deleted_count
         return total
+
+
+def _family_mark(family_id: str) -> str:
+    # Kept with the one-time claims, which outlive every refresh token (see purge).
+    return f"revoked-family:{family_id}"
 
 
 class OwnedRepository:

@@ -320,3 +320,50 @@ async def test_rate_limit_uses_the_address_the_proxy_saw(
     assert resp.status == 429
     resp = await start(client, "+14155550149", **{"X-Forwarded-For": "203.0.113.8"})
     assert resp.status == 202
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"otp_max_per_phone": 1000, "otp_max_per_ip": 100_000}]
+)
+async def test_no_token_of_a_family_works_after_reuse_whatever_the_interleaving(
+    client: Client, notifier: FakeUpstream
+) -> None:
+    # A burst of parallel refreshes with one token: at most one wins and the others see reuse,
+    # which ends the sign-in. The winner's new token must not outlive that, even when its insert
+    # lands after the family was revoked (the race that let it through).
+    rounds, burst = 25, 5
+    for _ in range(rounds):
+        tokens = await sign_in(client, notifier, PHONE)
+        body = {"refresh_token": tokens["refresh_token"]}
+        answers = await asyncio.gather(
+            *(client.post("/v1/auth/refresh", json=body) for _ in range(burst))
+        )
+        statuses = sorted(r.status for r in answers)
+        assert statuses.count(200) <= 1, statuses
+        assert set(statuses) <= {200, 401}, statuses
+        issued = [(await r.json())["refresh_token"] for r in answers if r.status == 200]
+        for token in [*issued, tokens["refresh_token"]]:
+            resp = await client.post("/v1/auth/refresh", json={"refresh_token": token})
+            assert resp.status == 401, "a token of a revoked family still works"
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"otp_max_per_phone": 1000, "otp_max_per_ip": 100_000}]
+)
+async def test_a_sign_out_racing_a_refresh_ends_the_session(
+    client: Client, notifier: FakeUpstream
+) -> None:
+    # The same rule for a sign-out: a refresh in flight cannot hand out a token that survives it.
+    for everywhere in [False, True] * 10:
+        tokens = await sign_in(client, notifier, PHONE)
+        body = {"refresh_token": tokens["refresh_token"]}
+        logout = {"all": True} if everywhere else body
+        refreshed, out = await asyncio.gather(
+            client.post("/v1/auth/refresh", json=body),
+            client.post("/v1/auth/logout", json=logout, headers=bearer(tokens)),
+        )
+        assert out.status == 204
+        if refreshed.status == 200:
+            token = (await refreshed.json())["refresh_token"]
+            resp = await client.post("/v1/auth/refresh", json={"refresh_token": token})
+            assert resp.status == 401, "a token outlived the sign-out"
