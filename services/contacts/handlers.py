@@ -32,6 +32,7 @@ from services.contacts.models import (
     RefreshRequest,
     UserPage,
 )
+from services.contacts.repository import idempotency_scope
 from services.contacts.service import (
     ContactsService,
     contact_out,
@@ -197,7 +198,9 @@ async def create_contact(request: web.Request) -> web.Response:
         doc = await svc.create_contact(user_id, data)
         return 201, contact_out(doc).model_dump(mode="json")
 
-    response = await _idempotent(request, f"contact:{user_id}", body, produce, "/v1/contacts")
+    response = await _idempotent(
+        request, idempotency_scope("contact", user_id), body, produce, "/v1/contacts"
+    )
     created = json.loads(response.body) if isinstance(response.body, bytes) else {}
     if response.status == 201 and "id" in created:
         # The version a create makes; a replay answers as the first time did.
@@ -263,7 +266,9 @@ async def _log_interaction(
         item = await svc.log_interaction(user_id, contact_id, data, trusted_time=trusted_time)
         return 201, item.model_dump(mode="json")
 
-    return await _idempotent(request, f"interaction:{user_id}:{contact_id}", body, produce)
+    return await _idempotent(
+        request, idempotency_scope("interaction", user_id, contact_id), body, produce
+    )
 
 
 async def create_interaction(request: web.Request) -> web.Response:
@@ -296,7 +301,7 @@ async def _create_referral(request: web.Request, user_id: str) -> web.Response:
         item = await svc.create_referral(user_id, data)
         return 201, item.model_dump(mode="json")
 
-    return await _idempotent(request, f"referral:{user_id}", body, produce)
+    return await _idempotent(request, idempotency_scope("referral", user_id), body, produce)
 
 
 async def create_referral(request: web.Request) -> web.Response:

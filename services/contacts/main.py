@@ -27,6 +27,7 @@ from services.contacts.repository import (
     AuthRepository,
     ChangeRepository,
     ContactRepository,
+    IdempotencyRepository,
     InteractionRepository,
     ReferralRepository,
     UserRepository,
@@ -102,6 +103,7 @@ def _services_ctx(
             interactions=InteractionRepository(db),
             referrals=ReferralRepository(db),
             changes=changes,
+            idempotency=IdempotencyRepository(db),
             reminders=reminders,
             notifier=notifier,
         )

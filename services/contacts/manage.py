@@ -17,6 +17,7 @@ from services.contacts.models import normalize_phone
 from services.contacts.repository import (
     ChangeRepository,
     ContactRepository,
+    IdempotencyRepository,
     InteractionRepository,
     ReferralRepository,
     UserRepository,
@@ -49,6 +50,7 @@ async def set_operator_role(settings: ContactsSettings, phone: str, operator: bo
             interactions=InteractionRepository(db),
             referrals=ReferralRepository(db),
             changes=ChangeRepository(db),
+            idempotency=IdempotencyRepository(db),
         )
         return await service.set_operator(phone, operator)
     except PyMongoError as exc:

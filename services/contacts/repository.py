@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -353,6 +354,33 @@ class ReferralRepository(OwnedRepository):
     """Referrals."""
 
     collection = REFERRALS
+
+
+ScopeKind = Literal["contact", "interaction", "referral"]
+
+
+def idempotency_scope(kind: ScopeKind, user_id: str, *parts: str) -> str:
+    """The Idempotency-Key scope of one of a user's creates: ``kind:user_id[:part...]``."""
+    return ":".join((kind, user_id, *parts))
+
+
+class IdempotencyRepository:
+    """The stored answers of creates (written by :class:`shared.web.idempotency.IdempotencyStore`).
+
+    They repeat the request's data (names, notes, phone numbers), so an account deletion
+    deletes its user's records instead of letting them wait out ``IDEMPOTENCY_TTL_S``.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._col: AsyncCollection[Document] = db[IDEMPOTENCY]
+
+    async def delete_user(self, user_id: str) -> int:
+        """Remove every record of the user's scopes; how many there were."""
+        # A record's _id is its scope, a \x1f, then the key (the shared store's layout); each
+        # pattern is anchored on a fixed prefix, which MongoDB serves from the _id index.
+        owner = re.escape(user_id)
+        patterns = [{"_id": {"$regex": f"^{kind}:{owner}[:\x1f]"}} for kind in get_args(ScopeKind)]
+        return (await self._col.delete_many({"$or": patterns})).deleted_count
 
 
 class ChangeRepository:

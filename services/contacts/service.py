@@ -42,6 +42,7 @@ from services.contacts.models import (
 from services.contacts.repository import (
     ChangeRepository,
     ContactRepository,
+    IdempotencyRepository,
     InteractionRepository,
     ReferralRepository,
     UserRepository,
@@ -226,6 +227,7 @@ class ContactsService:
         interactions: InteractionRepository,
         referrals: ReferralRepository,
         changes: ChangeRepository,
+        idempotency: IdempotencyRepository,
         reminders: ServiceClient | None = None,
         notifier: ServiceClient | None = None,
     ) -> None:
@@ -236,6 +238,7 @@ class ContactsService:
         self._interactions = interactions
         self._referrals = referrals
         self._changes = changes
+        self._idempotency = idempotency
         self._reminders = reminders
         self._notifier = notifier
 
@@ -862,6 +865,7 @@ class ContactsService:
         await self._interactions.delete_user(user_id)
         await self._referrals.delete_user(user_id)
         await self._contacts.delete_user(user_id)
+        await self._idempotency.delete_user(user_id)
         await delete_tokens(user_id)
         await self._users.delete(user_id)
         log.info("account deleted", extra={"user_id": user_id})

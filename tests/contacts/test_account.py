@@ -6,7 +6,9 @@ from typing import Any
 
 from openapi_spec_validator import validate
 
+from services.contacts.repository import IDEMPOTENCY
 from services.contacts.routes import ROUTES
+from shared.web.keys import DB
 from tests.contacts.conftest import Client, FakeUpstream, bearer, sign_in
 from tests.contacts.test_contacts import create
 from tests.contacts.test_internal import read_feed
@@ -100,3 +102,28 @@ async def test_openapi_document_is_valid_and_complete(client: Client) -> None:
     schema_ref = create_op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     schema = spec["components"]["schemas"][schema_ref.rsplit("/", 1)[1]]
     assert schema["additionalProperties"] is False
+
+
+async def test_account_deletion_forgets_the_users_idempotency_records(
+    client: Client, alice: dict[str, Any], bob: dict[str, Any]
+) -> None:
+    # A stored answer repeats the request's personal data (names, notes, numbers): it goes with
+    # the account instead of waiting out IDEMPOTENCY_TTL_S.
+    async def post(user: dict[str, Any], path: str, body: dict[str, Any], key: str) -> Any:
+        headers = {**bearer(user), "Idempotency-Key": key}
+        resp = await client.post(path, json=body, headers=headers)
+        assert resp.status == 201, await resp.text()
+        return await resp.json()
+
+    private = {"name": "Dana Lee", "notes": "private", "phones": [{"number": "+14155550199"}]}
+    dana = await post(alice, "/v1/contacts", private, "k1")
+    await post(alice, f"/v1/contacts/{dana['id']}/interactions", {"kind": "call"}, "k2")
+    await post(alice, "/v1/referrals", {"direction": "given", "contact_id": dana["id"]}, "k3")
+    bobs = await post(bob, "/v1/contacts", {"name": "Bob's contact"}, "k1")
+    records = client.app[DB][IDEMPOTENCY]
+    assert await records.count_documents({}) == 4
+
+    resp = await client.delete("/v1/me", headers=bearer(alice))
+    assert resp.status == 204
+    left = await records.find({}).to_list()
+    assert [doc["body"]["id"] for doc in left] == [bobs["id"]]
