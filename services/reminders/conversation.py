@@ -15,14 +15,18 @@ from services.reminders.models import OPEN_STATES
 from services.reminders.replies import HELP_TEXT, Command, Ref, parse
 from services.reminders.scheduling import zone
 from services.reminders.service import RemindersService, _aware, describe, ms, priority
-from shared.errors import Conflict, DomainError
-from shared.sms import prefer_gsm7
+from shared.errors import Conflict, DomainError, NotFound, ValidationFailed
+from shared.sms import count_segments, prefer_gsm7
 
 log = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
 PENDING_TTL = timedelta(minutes=10)
 STALE_REPLY = timedelta(seconds=60)
+# A name longer than this many words is not tried whole: contacts compares at most eight words
+# of a name, and each shorter run tried is one more call to contacts.
+MAX_NAME_WORDS = 8
+_UNDO_LISTS = ("interactions", "referrals", "touchpoints", "contacts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,25 @@ class Question(Exception):
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.text = text
+
+
+def _one_segment(template: str, value: str) -> str:
+    """``template`` with ``value`` in place of ``{}``, ``value`` cut so the SMS is one segment."""
+    value = value.strip()
+    text = prefer_gsm7(template.format(value))
+    while count_segments(text)[1] > 1 and value:
+        value = value[: max(len(value) - 8, 0)].rstrip()
+        text = prefer_gsm7(template.format(value + "..."))
+    return text
+
+
+def _not_found(name: str) -> Question:
+    """The answer to a name that matches no contact (or that no contact name could match)."""
+    if not any(ch.isalnum() for ch in prefer_gsm7(name)):
+        return Question("I couldn't find a contact with that name. Check the name or reply WHO.")
+    return Question(
+        _one_segment('I couldn\'t find a contact named "{}". Check the name or reply WHO.', name)
+    )
 
 
 def _action(kind: str, target: Target | None = None, **details: Any) -> Doc:
@@ -160,23 +183,63 @@ class Conversation:
         }
         for index, target in enumerate(targets):
             key = f"reply:{sid}:{index}"
-            line, action = await self._one(user, cmd, target, key, undo, now)
+            marks = {name: len(undo[name]) for name in _UNDO_LISTS}
+            try:
+                line, action = await self._one(user, cmd, target, key, undo, now)
+            except (NotFound, ValidationFailed) as refused:
+                # contacts refused this one (contact deleted since the list, an entry it will
+                # not take): say so and go on with the others; nothing of it was written.
+                for name, mark in marks.items():
+                    del undo[name][mark:]
+                line, action = self._refusal(target, refused), None
             lines.append(line)
-            actions.append(action)
+            if action is not None:
+                actions.append(action)
+        if not any(undo[name] for name in _UNDO_LISTS):
+            return {"reply": " ".join(lines), "actions": actions}
         await self.repo.add_undo(undo)
         return {"reply": " ".join(lines) + " UNDO to revert.", "actions": actions}
 
+    @staticmethod
+    def _refusal(target: Target, refused: DomainError) -> str:
+        if isinstance(refused, NotFound):
+            return f"{target.contact_name} is no longer in your contacts."
+        return f"I couldn't log that for {target.contact_name}; please use the app."
+
+    async def _without_contact(
+        self, user_id: str, cmd: Command, target: Target, undo: Doc, now: datetime
+    ) -> tuple[str, Doc | None]:
+        """An item about someone who is not a contact: it can be done, but nothing is logged."""
+        if cmd.kind not in ("touched", "one_to_one"):
+            what = "a note" if cmd.kind == "note" else "a referral"
+            return (
+                f"{target.contact_name} isn't in your contacts, so I can't log {what}. "
+                "Add them in the app first.",
+                None,
+            )
+        tp = await self._touchpoint_for(user_id, target)
+        if tp is None:
+            return f"Nothing is due for {target.contact_name}.", None
+        await self._snapshot_tp(undo, tp)
+        await self.repo.update_touchpoint(
+            tp["_id"],
+            {"state": "done", "updated_at": now},
+            {"at": now, "state": "done", "why": cmd.kind},
+        )
+        text = f"Marked {target.contact_name} done."
+        if cmd.kind == "one_to_one" or cmd.notes or cmd.next_action:
+            text += " They're not in your contacts, so nothing was logged."
+        return text, _action(cmd.kind, target, touchpoint_id=tp["_id"], interaction_id=None)
+
     async def _one(
         self, user: Doc, cmd: Command, target: Target, key: str, undo: Doc, now: datetime
-    ) -> tuple[str, Doc]:
+    ) -> tuple[str, Doc | None]:
         user_id = user["_id"]
         tz_name = user.get("time_zone") or "UTC"
         if cmd.kind in ("snoozed", "skipped"):
             tp = await self._touchpoint_for(user_id, target)
             if tp is None:
-                return f"Nothing is due for {target.contact_name}.", _action(
-                    cmd.kind, target, touchpoint_id=None
-                )
+                return f"Nothing is due for {target.contact_name}.", None
             await self._snapshot_tp(undo, tp)
             if cmd.kind == "snoozed":
                 assert cmd.duration is not None
@@ -216,7 +279,8 @@ class Conversation:
                     await self.svc.recompute_contact(user, contact, await self.svc.policy())
                     text += f" Next check-in in ~{await self._cadence_days(user_id, target)} days."
             return text, _action("skipped", target, touchpoint_id=tp["_id"])
-        assert target.contact_id is not None
+        if target.contact_id is None:
+            return await self._without_contact(user_id, cmd, target, undo, now)
         if cmd.kind in ("referral_given", "referral_received"):
             body: Doc = {
                 "direction": "given" if cmd.kind == "referral_given" else "received",
@@ -224,14 +288,14 @@ class Conversation:
             }
             description = " ".join(p for p in (target.tail, cmd.description) if p).strip(" :,-")
             if cmd.for_name:
-                body["for_name"] = cmd.for_name
+                body["for_name"] = cmd.for_name[:200]
             if description:
                 body["description"] = description[:500]
             referral = await self.contacts.add_referral(user_id, body, key)
             undo["referrals"].append(referral["id"])
             await self.svc.apply_referral({**referral, "user_id": user_id})
             if cmd.kind == "referral_given":
-                extra = f" for {cmd.for_name}" if cmd.for_name else ""
+                extra = f" for {cmd.for_name[:40]}" if cmd.for_name else ""
                 text = f"Logged referral given to {target.contact_name}{extra}."
             else:
                 text = f"Logged referral from {target.contact_name}. Say thank you today!"
@@ -347,17 +411,18 @@ class Conversation:
             )
         assert ref.name is not None
         words = ref.name.split(" ")
+        if not any(ch.isalnum() for ch in ref.name):
+            raise _not_found(ref.name)  # no contact's name is all punctuation or emoji
         candidates: list[Doc] = []
-        used = len(words)
-        for used in range(len(words), 0, -1):
+        longest = min(len(words), MAX_NAME_WORDS) if cmd.name_tail_is_notes else len(words)
+        used = longest
+        for used in range(longest, 0, -1):
             candidates = await self.contacts.match(user["_id"], " ".join(words[:used]))
             if candidates or not cmd.name_tail_is_notes:
                 break
         tail = " ".join(words[used:]) if candidates else ""
         if not candidates:
-            raise Question(
-                f'I couldn\'t find a contact named "{ref.name}". Check the name or reply WHO.'
-            )
+            raise _not_found(ref.name)
         if len(candidates) > 1:
             shown = candidates[:5]
             await self.repo.update_user(

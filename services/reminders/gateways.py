@@ -49,9 +49,18 @@ class ContactsGateway:
         return await self._get(f"/internal/v1/users/{_q(user_id)}/contacts/{_q(contact_id)}")
 
     async def match(self, user_id: str, name: str) -> list[Json]:
-        """Contacts whose name matches ``name`` (case/accent-insensitive, word prefixes)."""
-        body = await self._get(f"/internal/v1/users/{_q(user_id)}/contacts/match", {"name": name})
-        candidates = [] if body is None else body.get("candidates", [])
+        """Contacts whose name matches ``name`` (case/accent-insensitive, word prefixes).
+
+        A name contacts refuses to look up (400/422: no letter or digit, too long) matches no
+        contact: that is an answer for the user ("I couldn't find ..."), not an outage.
+        """
+        path = f"/internal/v1/users/{_q(user_id)}/contacts/match"
+        resp = await self.client.request("GET", path, params={"name": name})
+        if resp.status in (400, 404, 422):
+            return []
+        if resp.status != 200 or not isinstance(resp.body, dict):
+            raise UpstreamError(f"contacts answered {resp.status} to GET {path}")
+        candidates = resp.body.get("candidates", [])
         return [c for c in candidates if isinstance(c, dict) and not c.get("deleted")]
 
     async def users_page(self, after: str | None, limit: int = 200) -> Json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
@@ -115,7 +116,12 @@ class Command:
 
 
 def normalize(text: str) -> str:
-    """Collapse whitespace, drop trailing punctuation and split glued command numbers."""
+    """Collapse whitespace, drop trailing punctuation and split glued command numbers.
+
+    Control characters become spaces: they belong in no name, note or answer, and contacts
+    refuses any text that holds one (422).
+    """
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
     text = text.replace("\u2019", "'").replace("\u2018", "'").strip()
     text = re.sub(r"\s+", " ", text)
     text = text.strip(" .!?;")
@@ -163,7 +169,8 @@ def _numbers(text: str) -> tuple[list[int], str]:
     """Leading item numbers (``1 3``, ``1,3``, ``1 and 3``, ``#2``) and the rest of the text."""
     numbers: list[int] = []
     rest = text
-    pattern = re.compile(r"^\s*(?:#|no\.?\s*|and\s+|&\s*|,\s*)?(\d{1,2})(?![\d:])[\s,]*", re.I)
+    # "1:" is item 1 followed by text ("NOTE 1: moving to Austin"); "1:30" is a time, not an item.
+    pattern = re.compile(r"^\s*(?:#|no\.?\s*|and\s+|&\s*|,\s*)?(\d{1,2})(?!\d|:\d)[\s,]*", re.I)
     while True:
         match = pattern.match(rest)
         if not match:

@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from services.contacts.models import (
+    InternalInteractionCreate,
+    MatchQuery,
+    ReferralCreate,
+    normalize_text,
+)
 from shared.auth import verify_service_token
 from shared.clock import Clock
 from tests.support.settings import INTERNAL_SECRET
@@ -241,6 +248,13 @@ class FakeContacts:
     async def h_match(self, request: web.Request) -> web.Response:
         self._check(request)
         uid = request.match_info["uid"]
+        # Refused as contacts refuses it: no name, a name over 100 characters, or no letter/digit.
+        try:
+            MatchQuery.model_validate({"name": request.query.get("name", "")})
+        except ValidationError:
+            return web.json_response({"status": 422}, status=422)
+        if not normalize_text(request.query["name"]):
+            return web.json_response({"status": 422}, status=422)
         query = _fold(request.query.get("name", "")).split()
         found = []
         for contact in self.contacts.values():
@@ -263,20 +277,16 @@ class FakeContacts:
     async def h_interaction(self, request: web.Request) -> web.Response:
         self._check(request)
         contact = self._owned(request)
+        if contact["deleted"]:
+            raise web.HTTPNotFound()
         scoped, repeat = self._repeat(request)
         if repeat is not None:
             return repeat
         body = await request.json()
-        if body.get("kind") not in {
-            "one_to_one",
-            "coffee",
-            "call",
-            "meeting",
-            "event",
-            "message",
-            "email",
-            "note",
-        }:
+        # contacts' own input model: kinds, lengths, no control characters.
+        try:
+            InternalInteractionCreate.model_validate(body)
+        except ValidationError:
             return web.json_response({"status": 422}, status=422)
         interaction = self.log(contact["user_id"], contact["id"], body)
         self.idempotent[scoped] = interaction
@@ -301,8 +311,13 @@ class FakeContacts:
             return repeat
         body = await request.json()
         contact = self.contacts.get(body.get("contact_id", ""))
-        if contact is None or contact["user_id"] != uid:
+        if contact is None or contact["user_id"] != uid or contact["deleted"]:
             raise web.HTTPNotFound()
+        try:
+            # The fake's ids are shorter than contacts' 32 hex digits: check everything else.
+            ReferralCreate.model_validate({**body, "contact_id": "0" * 32})
+        except ValidationError:
+            return web.json_response({"status": 422}, status=422)
         referral = {
             **body,
             "id": uuid.uuid4().hex[:12],
