@@ -408,6 +408,13 @@ class RemindersRepository:
             return {doc["_id"] for index, doc in enumerate(docs) if index not in lost}
         return {doc["_id"] for doc in docs}
 
+    async def existing_claims(self, claim_ids: Sequence[str]) -> set[str]:
+        """Which of these claims exist (one ``_id`` lookup; spreads work, never a guard)."""
+        if not claim_ids:
+            return set()
+        cursor = self.db.dispatches.find({"_id": {"$in": list(claim_ids)}}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
+
     async def update_claims(self, changes: Sequence[tuple[str, Document, Document | None]]) -> None:
         """:meth:`update_claim` for many claims ``(id, fields, inc)`` in one round trip."""
         if not changes:

@@ -730,12 +730,14 @@ class RemindersService:
         of more than ``SWEEP_HOLD`` users runs the second phase every that many users, so what
         it holds in memory does not grow with the number of due users.
 
-        Users go in claim batches of ``SWEEP_CLAIM_BATCH``: one unordered insert claims the
-        batch (each claim still atomic on its deterministic ``_id``) and one notifier call hands
-        over the digests won. Every replica reads the same due list; each takes the batches of a
-        page in its own random order, so replicas sweeping at once rarely meet on a batch and
-        each ends with a share in proportion to its speed. The order only spreads the work: the
-        claim inserts decide who sends.
+        Users go in claim batches of ``SWEEP_CLAIM_BATCH``: one query reads the batch's due
+        touchpoints, one unordered insert claims it (each claim still atomic on its
+        deterministic ``_id``) and one notifier call hands over the digests won. Every replica
+        reads the same due list (user ids and schedules only: a cheap query); each takes the
+        batches of a page in its own random order and reads the touchpoints of a batch only
+        when it takes it, so replicas sweeping at once rarely meet on a batch, split the reads
+        as well as the hand-overs, and each ends with a share in proportion to its speed. The
+        order only spreads the work: the claim inserts decide who sends.
         """
         stats: dict[str, int] = defaultdict(int)
         policy = await self.policy()
@@ -747,10 +749,10 @@ class RemindersService:
         gate = asyncio.Semaphore(max(1, self.settings.sweep_concurrency // size))
         finish: list[Finish] = []
 
-        async def hand_over(users: list[Doc], due: dict[str, list[Doc]]) -> None:
+        async def hand_over(users: list[Doc]) -> None:
             async with gate:
                 try:
-                    outcomes = await self._sweep_batch(users, due, policy, now)
+                    outcomes = await self._sweep_batch(users, policy, now)
                 except PyMongoError as exc:
                     # One batch's failure must not stop the others: without claims the next
                     # sweep retries (next_digest_at has not moved); with them, the reaper
@@ -782,25 +784,40 @@ class RemindersService:
             if not users:
                 break
             after = users[-1]["_id"]
-            due: dict[str, list[Doc]] = defaultdict(list)
-            for tp in await self.repo.due_touchpoints([u["_id"] for u in users], now):
-                due[tp["user_id"]].append(tp)
             batches = [users[i : i + size] for i in range(0, len(users), size)]
             random.shuffle(batches)
-            await asyncio.gather(*(hand_over(batch, due) for batch in batches))
-            del users, due, batches
+            await asyncio.gather(*(hand_over(batch) for batch in batches))
+            del users, batches
 
         await settle_all()
         return dict(stats)
 
     async def _sweep_batch(
-        self, users: list[Doc], due: dict[str, list[Doc]], policy: Policy, now: datetime
+        self, users: list[Doc], policy: Policy, now: datetime
     ) -> list[tuple[str, Finish]]:
-        """Compose, claim (one insert) and hand over (one call) the digests of a few users."""
+        """Read, compose, claim (one insert) and hand over (one call) a few users' digests."""
         outcomes: list[tuple[str, Finish]] = []
-        claims: list[tuple[Doc, Finish]] = []
+        waiting: list[tuple[Doc, Finish, str]] = []
         for user in users:
-            outcome, done, claim = await self._prepare(user, due.get(user["_id"], []), policy, now)
+            outcome, done, claim_id = self._window_of(user, policy, now)
+            if claim_id is None:
+                outcomes.append((outcome, done))
+            else:
+                waiting.append((user, done, claim_id))
+        # Spreading, not the guard: windows another replica has claimed already are skipped
+        # before their touchpoints are read and their digests composed.
+        taken = await self.repo.existing_claims([claim_id for _, _, claim_id in waiting])
+        outcomes += [("owned_elsewhere", done) for _, done, cid in waiting if cid in taken]
+        waiting = [entry for entry in waiting if entry[2] not in taken]
+        due: dict[str, list[Doc]] = defaultdict(list)
+        if waiting:
+            for tp in await self.repo.due_touchpoints([u["_id"] for u, _, _ in waiting], now):
+                due[tp["user_id"]].append(tp)
+        claims: list[tuple[Doc, Finish]] = []
+        for user, done, claim_id in waiting:
+            outcome, claim = await self._claim_for(
+                user, due.get(user["_id"], []), policy, now, claim_id
+            )
             if claim is None:
                 outcomes.append((outcome, done))
             else:
@@ -816,10 +833,10 @@ class RemindersService:
             outcomes.append((outcome, done))
         return outcomes
 
-    async def _prepare(
-        self, user: Doc, tps: list[Doc], policy: Policy, now: datetime
-    ) -> tuple[str, Finish, Doc | None]:
-        """What to do for one due user: an outcome without a digest, or the claim to insert."""
+    def _window_of(
+        self, user: Doc, policy: Policy, now: datetime
+    ) -> tuple[str, Finish, str | None]:
+        """A due user's window: an outcome that needs no digest, or the id of its claim."""
         window = policy.window_for(user)
         send_at = _aware(user["next_digest_at"])
         following = next_window(max(now, send_at), window)
@@ -829,17 +846,27 @@ class RemindersService:
             return "paused", done, None
         if window.is_quiet(now) or now >= window.closes_at(send_at):
             return "window_missed", done, None
-        if not tps or not user.get("phone"):
+        if not user.get("phone"):
             return "nothing_due", done, None
+        return "claim", done, f"digest:{user['_id']}:{window.key(send_at)}"
+
+    async def _claim_for(
+        self, user: Doc, tps: list[Doc], policy: Policy, now: datetime, claim_id: str
+    ) -> tuple[str, Doc | None]:
+        """The claim of a user's digest from its due touchpoints, or why there is none."""
+        if not tps:
+            return "nothing_due", None
         digest = self.compose_for(user, tps, policy, now)
         if digest is None:
-            return "nothing_fits", done, None
+            return "nothing_fits", None
         waiting = self._can_wait_for_company(digest, tps, policy, now)
         if waiting is not None:
             await self.repo.update_touchpoint(waiting["_id"], {"held_at": now})
-            return "held_lone", done, None
+            return "held_lone", None
+        window = policy.window_for(user)
+        send_at = _aware(user["next_digest_at"])
         claim = {
-            "_id": f"digest:{user['_id']}:{window.key(send_at)}",
+            "_id": claim_id,
             "user_id": user["_id"],
             "window": window.key(send_at),
             "state": "claimed",
@@ -863,7 +890,7 @@ class RemindersService:
             "created_at": now,
             "updated_at": now,
         }
-        return "claim", done, claim
+        return "claim", claim
 
     @staticmethod
     def _can_wait_for_company(
