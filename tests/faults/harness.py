@@ -53,8 +53,10 @@ def fault_env() -> dict[str, dict[str, str]]:
             "REAP_INTERVAL_S": "1",
             "CLAIM_STALE_S": "5",
             "DIGEST_MAX_SEGMENTS": "10",
-            # Few users at a time: the dispatch lasts long enough to inject a fault into it.
+            # Few users at a time (claim batches of four, one in flight): the dispatch lasts long
+            # enough to inject a fault into it, and two replicas meet on the burst's batches.
             "SWEEP_CONCURRENCY": "4",
+            "SWEEP_CLAIM_BATCH": "4",
         },
         "notifier": {
             "SMS_TRANSPORT": "twilio",
