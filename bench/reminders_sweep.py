@@ -296,6 +296,8 @@ async def digest_design(
         record_s = time.perf_counter() - started - handover_s
         claims_recorded = await db.dispatches.count_documents({"state": "recorded"})
         nudged = await db.touchpoints.count_documents({"state": "nudged"})
+        # What each replica's sweep counted (sent, owned_elsewhere, error, ...), when it ended.
+        sweep_stats = sweep.result() if sweep.done() and not sweep.exception() else None
         if not sweep.done():
             sweep.cancel()
             await asyncio.gather(sweep, return_exceptions=True)
@@ -329,6 +331,7 @@ async def digest_design(
             "claim_batch": settings.sweep_claim_batch,
             "concurrency": settings.sweep_concurrency,
             "handed_over_by_replica": by_replica,
+            "sweep_stats": sweep_stats,
             "share_by_replica": [100 * n / max(len(accepted), 1) for n in by_replica],
             "at_twilio": len(delivered),
             "at_twilio_s": (delivered[-1] - started) if delivered else float("nan"),
@@ -580,9 +583,7 @@ def render(runs: list[dict[str, Any]]) -> str:
                 + (
                     "yes"
                     if all(
-                        35 <= share <= 65
-                        for r in runs
-                        for share in r["digest"]["share_by_replica"]
+                        35 <= share <= 65 for r in runs for share in r["digest"]["share_by_replica"]
                     )
                     else "no"
                 )
