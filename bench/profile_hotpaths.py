@@ -725,6 +725,19 @@ class NotifierStandIn:
         return app
 
 
+def contacts_stand_in(operator: str) -> web.Application:
+    """Contacts as reminders asks it for an /admin/ caller's role: ``operator`` is one."""
+
+    async def user(request: web.Request) -> web.Response:
+        if request.match_info["user_id"] != operator:
+            return web.json_response({"title": "not found"}, status=404)
+        return web.json_response({"id": operator, "role": "operator"})
+
+    app = web.Application()
+    app.router.add_get("/internal/v1/users/{user_id}", user)
+    return app
+
+
 async def reminders(
     ctx: Context, users: int, per_user: int, concurrency: int, sweep_seconds: float
 ) -> None:
@@ -732,13 +745,14 @@ async def reminders(
     db_name = f"prof_reminders_{uuid.uuid4().hex[:8]}"
     stand_in = NotifierStandIn()
     runner, notifier_url = await serve(stand_in.app())
+    contacts_runner, contacts_url = await serve(contacts_stand_in("ops"))
     env = ctx.env(
         db_name,
         TEST_MODE="true",
         CONTROLLABLE_CLOCK="true",
         CLOCK_START=T0.isoformat().replace("+00:00", "Z"),
         NOTIFIER_URL=notifier_url,
-        CONTACTS_URL="http://127.0.0.1:9",
+        CONTACTS_URL=contacts_url,
         # Every job waits a day; the sweep is started on demand below.
         SYNC_INTERVAL_S="86400",
         SWEEP_INTERVAL_S="86400",
@@ -825,6 +839,7 @@ async def reminders(
     finally:
         service.stop()
         await runner.cleanup()
+        await contacts_runner.cleanup()
         await mongo.drop_database(db_name)
         await mongo.close()
 

@@ -36,8 +36,8 @@ async def set_operator_role(settings: ContactsSettings, phone: str, operator: bo
     Returns the user's id. ``phone`` is E.164, or national in ``DEFAULT_REGION``. Raises
     ``NotFound`` when no user has that number, ``ValidationFailed`` when it is not a phone
     number and ``ServiceUnavailable`` when the database cannot be reached (all ``DomainError``).
-    The write is recorded in the change feed, so other services see the new role; tokens carry
-    it from the user's next sign-in or refresh.
+    The write is recorded in the change feed, so other services see the new role; reminders
+    reads it from contacts on each operator request, so it counts from the user's next one.
     """
     client = create_client(settings.mongodb_uri, "contacts-manage", settings.mongo_timeout_ms)
     try:

@@ -14,8 +14,10 @@ from services.reminders.routes import setup_routes
 from services.reminders.service import RemindersService
 from services.reminders.settings import RemindersSettings
 from shared.app import create_base_app
+from shared.auth import Role
 from shared.clock import Clock
 from shared.http import ServiceClient
+from shared.web.auth import ROLE_LOOKUP
 from shared.web.keys import CLOCK, DB
 
 
@@ -51,10 +53,21 @@ def create_app(settings: RemindersSettings, *, clock: Clock | None = None) -> we
 
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:
         repo = RemindersRepository(app[DB])
+        contacts = ContactsGateway(app[CONTACTS_CLIENT])
+
+        async def current_role(user_id: str) -> Role | None:
+            # Operator rights come from contacts on each /admin/ request (shared.web.auth):
+            # a grant or a revoke there counts from the next request here.
+            user = await contacts.user(user_id)
+            if user is None:
+                return None
+            return "operator" if user.get("role") == "operator" else "networker"
+
+        app[ROLE_LOOKUP] = current_role
         app[REPOSITORY] = repo
         app[SERVICE] = RemindersService(
             repo,
-            ContactsGateway(app[CONTACTS_CLIENT]),
+            contacts,
             NotifierGateway(app[NOTIFIER_CLIENT]),
             app[CLOCK],
             settings,

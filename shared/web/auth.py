@@ -1,20 +1,33 @@
-"""Authentication: deny by default; service tokens on /internal, user tokens elsewhere."""
+"""Authentication: deny by default; service tokens on /internal, user tokens elsewhere.
+
+Operator rights are checked where they are used: on an ``/admin/`` route of an app that
+registers a :data:`ROLE_LOOKUP` (reminders asks contacts), the caller's role is read at request
+time, so a grant or a revoke counts from the next request; the ``role`` claim of the access
+token is not trusted there, since it is fixed for the token's lifetime.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from shared.auth import Principal, verify_access_token, verify_service_token
+from shared.auth import Principal, Role, verify_access_token, verify_service_token
 from shared.errors import Forbidden, NotFound, Unauthorized
 from shared.web.keys import PRINCIPAL, SETTINGS
 
 F = TypeVar("F", bound=Callable[..., object])
 
 INTERNAL_PREFIX = "/internal/"
+ADMIN_PREFIX = "/admin/"
+
+# The current role of a user by id, None when there is no such user (it may raise an
+# UpstreamError when the source cannot be asked: the request then fails, never falls back).
+RoleLookup = Callable[[str], Awaitable[Role | None]]
+ROLE_LOOKUP: web.AppKey[RoleLookup] = web.AppKey("role_lookup")
 
 
 def public(handler: F) -> F:
@@ -48,7 +61,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             settings.internal_auth_secret.get_secret_value(), token, settings.service_name
         )
     else:
-        request[PRINCIPAL] = verify_access_token(settings.auth_jwt_secret.get_secret_value(), token)
+        who = verify_access_token(settings.auth_jwt_secret.get_secret_value(), token)
+        lookup = request.app.get(ROLE_LOOKUP)
+        if lookup is not None and request.path.startswith(ADMIN_PREFIX):
+            who = replace(who, role=await lookup(who.subject))
+        request[PRINCIPAL] = who
     return await handler(request)
 
 

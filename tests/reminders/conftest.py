@@ -46,6 +46,9 @@ def clock() -> ControllableClock:
 async def fakes(aiohttp_server: Any, clock: ControllableClock) -> Fakes:
     """Fake contacts and notifier servers on 127.0.0.1."""
     contacts = FakeContacts(clock)
+    # reminders asks contacts for the role on /admin/ routes: the default subjects of
+    # operator_headers are operators there.
+    contacts.operators.update({"op-1", "op-7"})
     notifier = FakeNotifier(clock)
     cs = await aiohttp_server(contacts.app())
     ns = await aiohttp_server(notifier.app())

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
+from services.reminders.main import create_app
+from services.reminders.settings import RemindersSettings
 from shared.clock import ControllableClock
+from shared.mongo import INDEXES_READY
 from tests.reminders.conftest import (
     START,
     Fakes,
@@ -16,6 +20,7 @@ from tests.reminders.conftest import (
     sync,
     user_headers,
 )
+from tests.support.settings import make_settings
 
 
 async def test_admin_needs_the_operator_role(
@@ -343,3 +348,51 @@ async def test_dry_run_walks_every_user_in_id_order_up_to_the_limit(
     ).json()
     assert {d["user_id"] for d in plan["digests"]} == {users[1]}
     assert plan["truncated"] is False
+
+
+async def test_role_changes_count_from_the_next_request(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    # The role is read from contacts where operator rights are used, not from the token, whose
+    # claim is fixed for its lifetime: a grant or a revoke counts from the next request.
+    client = await make_client()
+    uid = fakes.contacts.add_user()
+    as_networker, as_operator = user_headers(clock, uid), operator_headers(clock, uid)
+    assert (await client.get("/admin/v1/tiers", headers=as_operator)).status == 403
+
+    fakes.contacts.users[uid]["role"] = "operator"  # touchbase admin grant-operator
+    assert (await client.get("/admin/v1/tiers", headers=as_networker)).status == 200
+    resp = await client.put("/admin/v1/pause", json={"paused": True}, headers=as_networker)
+    assert resp.status == 200
+
+    fakes.contacts.users[uid]["role"] = "networker"  # ... --revoke
+    resp = await client.put("/admin/v1/pause", json={"paused": False}, headers=as_operator)
+    assert resp.status == 403
+    assert (await svc(client).policy()).paused_all
+    assert (await client.get("/admin/v1/tiers", headers=as_operator)).status == 403
+
+    del fakes.contacts.users[uid]  # a deleted account has no role
+    assert (await client.get("/admin/v1/tiers", headers=as_operator)).status == 403
+
+
+async def test_admin_fails_closed_when_contacts_cannot_say(
+    aiohttp_client: Any, mongodb_uri: str, db_name: str, fakes: Fakes, clock: ControllableClock
+) -> None:
+    # With contacts unreachable the role is unknown: the request fails, never trusts the token.
+    settings = make_settings(
+        RemindersSettings,
+        mongodb_uri,
+        db_name,
+        contacts_url="http://127.0.0.1:9",
+        notifier_url=fakes.notifier_url,
+        scheduler_enabled=False,
+    )
+    app = create_app(settings, clock=clock)
+    client = await aiohttp_client(app)
+    await app[INDEXES_READY].wait()
+    resp = await client.put(
+        "/admin/v1/pause", json={"paused": True}, headers=operator_headers(clock)
+    )
+    assert resp.status == 502
+    assert resp.content_type == "application/problem+json"
+    assert not (await svc(client).policy()).paused_all
