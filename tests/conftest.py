@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from pymongo import MongoClient
+from pymongo.errors import OperationFailure
 
 from shared.devdb import DevDatabase
 
@@ -29,6 +31,15 @@ def db_name(mongodb_uri: str) -> Iterator[str]:
     yield name
     client: MongoClient[dict[str, object]] = MongoClient(mongodb_uri)
     try:
-        client.drop_database(name)
+        for attempt in range(1, 6):
+            try:
+                client.drop_database(name)
+                break
+            except OperationFailure:
+                # mongo-java-server 1.47 refuses a drop that races an index build: the app just
+                # closed may have left one in flight, and it ends within milliseconds.
+                if attempt == 5:
+                    raise
+                time.sleep(0.05 * attempt)
     finally:
         client.close()
