@@ -1,9 +1,19 @@
-"""Time as a dependency: the wall clock in production, a controllable clock in test mode."""
+"""Time as a dependency (the wall clock in production, a controllable clock in test mode) and
+the one range every instant the services accept must fall in."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from pydantic import AfterValidator
+
+# Every instant a client may send lies in [EARLIEST, LATEST). Wide enough for any real meeting,
+# birthday or deadline; narrow enough that adding a cadence, a year or a time zone offset to it
+# never leaves what datetime can hold (year 1 to 9999), which is what broke jobs before.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+RANGE_TEXT = "between 1900-01-01 and 2200-01-01 (UTC), with a UTC offset"
 
 
 class Clock(Protocol):
@@ -62,8 +72,24 @@ class ControllableClock:
 
 
 def parse_instant(text: str) -> datetime:
-    """Parse an ISO-8601 instant that carries an offset (``Z`` allowed)."""
+    """Parse an ISO-8601 instant that carries an offset (``Z`` allowed), within the range."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError("time must include a UTC offset")
-    return value.astimezone(UTC)
+    return checked_instant(value).astimezone(UTC)
+
+
+def in_range(value: datetime) -> bool:
+    """Whether an aware ``value`` lies in the accepted range (comparison never overflows)."""
+    return EARLIEST <= value < LATEST
+
+
+def checked_instant(value: datetime) -> datetime:
+    """``value`` if it carries an offset and lies in the range; ValueError otherwise."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"time must be {RANGE_TEXT}")
+    if not in_range(value):
+        raise ValueError(f"time must be {RANGE_TEXT}")
+    return value
+
+
+# The type of every datetime field a model accepts from outside: aware and in range.
+Instant = Annotated[datetime, AfterValidator(checked_instant)]

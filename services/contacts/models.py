@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import phonenumbers
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -19,6 +18,8 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
+
+from shared.clock import Instant
 
 Tier = Literal["A", "B", "C"]
 # The relationship ladder of referral networking: know → like → trust → referral partner.
@@ -420,7 +421,7 @@ class InteractionCreate(Strict):
     """A touch with a contact: a 1-2-1, a call, a note..."""
 
     kind: InteractionKind
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Instant | None = None
     notes: LongText | None = None
     next_action: MediumText | None = None
     # The app's own entries, or "api" for other clients of the public API; "sms" is reserved

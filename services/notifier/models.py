@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.clock import parse_instant
+from shared.clock import RANGE_TEXT, parse_instant
 
 E164 = r"^\+[1-9]\d{6,14}$"
 MAX_BODY_CHARS = 1600
@@ -68,7 +68,7 @@ def _instant(value: Any) -> Any:
         try:
             return parse_instant(value)
         except ValueError:
-            raise ValueError("must be an ISO-8601 time with an offset") from None
+            raise ValueError(f"must be an ISO-8601 time {RANGE_TEXT}") from None
     return value
 
 

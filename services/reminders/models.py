@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.reminders.scheduling import valid_zone
+from shared.clock import Instant
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 OPEN_STATES = ("scheduled", "nudged", "snoozed")
@@ -221,14 +221,7 @@ class UserPause(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    until: datetime | None
-
-    @field_validator("until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must include a UTC offset")
-        return value
+    until: Instant | None
 
 
 class ReplyIn(BaseModel):
@@ -250,14 +243,7 @@ class OneOffIn(BaseModel):
     contact_id: str | None = Field(default=None, max_length=64)
     contact_name: str = Field(min_length=1, max_length=80)
     reason: str = Field(min_length=1, max_length=80)
-    due_at: datetime
-
-    @field_validator("due_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("must include a UTC offset")
-        return value
+    due_at: Instant
 
 
 class ListQuery(BaseModel):

@@ -58,6 +58,9 @@ def instant(value: Any) -> datetime | None:
     try:
         return ms(parse_instant(str(value)))
     except ValueError:
+        # Older records may hold a time out of the accepted range (or garbage): it counts as
+        # absent, so one bad record never stops a job that serves every user.
+        log.warning("ignoring a time out of range or unreadable: %.40r", value)
         return None
 
 

@@ -34,7 +34,20 @@ class ChangeFeedConsumer:
         for _ in range(max_pages):
             page = await self.svc.contacts.changes(cursor, self.page_size)
             for change in page.get("changes", []):
-                await self.svc.apply_change(change, policy)
+                try:
+                    await self.svc.apply_change(change, policy)
+                except (OverflowError, ValueError) as exc:
+                    # A record this code cannot read (older data, a date at the edge of what
+                    # datetime holds) is skipped, not retried forever: it would halt the feed
+                    # for every user. Outages raise other errors and keep the cursor put.
+                    log.warning(
+                        "skipped change %s (%s %s): %s",
+                        change.get("cursor"),
+                        change.get("kind"),
+                        change.get("entity_id"),
+                        exc,
+                    )
+                    continue
                 applied += 1
             next_cursor = page.get("next")
             if next_cursor and next_cursor != cursor:
