@@ -32,7 +32,7 @@ from services.reminders.scheduling import (
 )
 from services.reminders.settings import RemindersSettings
 from shared.clock import Clock, parse_instant
-from shared.errors import NotFound, UpstreamError
+from shared.errors import NotFound, UpstreamError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -666,7 +666,20 @@ class RemindersService:
         self, user_id: str, contact_id: str | None, name: str, reason: str, due: datetime
     ) -> Doc:
         """A one-off touchpoint the user adds (about one of their own contacts, or anyone)."""
-        await self.ensure_user(user_id)
+        user = await self.ensure_user(user_id)
+        # Something due is not older than the account (a day of slack for time zones): a date
+        # far in the past would only rank first in every digest.
+        earliest = _aware(user.get("created_at") or self.now()) - timedelta(days=1)
+        if due < earliest:
+            raise ValidationFailed(
+                errors=[
+                    {
+                        "field": "due_at",
+                        "message": f"must not be before {earliest:%Y-%m-%d}, "
+                        "a day before the account was created",
+                    }
+                ]
+            )
         if contact_id is not None:
             contact = await self.contacts.contact(user_id, contact_id)
             if contact is None or contact.get("deleted"):

@@ -105,3 +105,21 @@ async def test_a_change_that_cannot_be_applied_is_skipped_not_retried_forever(
     assert await service.repo.get_contact(bad_user, bad) is None
     assert await sync(client) == 0
     assert any("skipped change" in r.getMessage() for r in caplog.records), caplog.text
+
+
+async def test_a_one_off_due_before_the_account_existed_is_a_422(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """Due dates reach back at most a day before the account; later ones are kept."""
+    client = await make_client()
+    uid = fakes.contacts.add_user()
+    await sync(client)
+    me = user_headers(clock, uid)
+    body = {"contact_name": "Sam", "reason": "call back"}
+    too_old = (START - timedelta(days=2)).isoformat()
+    resp = await client.post("/v1/touchpoints", json={**body, "due_at": too_old}, headers=me)
+    assert resp.status == 422, await resp.text()
+    assert (await resp.json())["errors"][0]["field"] == "due_at"
+    overdue = (START - timedelta(hours=3)).isoformat()
+    resp = await client.post("/v1/touchpoints", json={**body, "due_at": overdue}, headers=me)
+    assert resp.status == 201, await resp.text()
