@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -134,14 +135,31 @@ class SandboxInbound(BaseModel):
     message_sid: str | None = Field(default=None, pattern=r"^SM[0-9a-fA-F]{32}$")
 
 
+# Twilio's fields, checked after the signature: a signed request with fields outside these is
+# refused (422) rather than half-used. Sids are two letters and hex digits at Twilio; any short
+# alphanumeric id is taken (they become document ids, so never anything else).
+TWILIO_SID = r"^[A-Za-z0-9]{2,64}$"
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+ERROR_CODE = re.compile(r"[0-9]{1,9}")
+
+
+def _error_code(value: Any) -> Any:
+    # Only ASCII digits: ``str.isdigit`` also takes "²" and "٣", which ``int`` then refuses.
+    if value == "":
+        return None
+    if isinstance(value, str) and not ERROR_CODE.fullmatch(value):
+        raise ValueError("must be a Twilio error code (1 to 9 ASCII digits)")
+    return value
+
+
 class InboundSms(BaseModel):
     """The fields of Twilio's incoming-message webhook that the notifier uses."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    message_sid: str = Field(alias="MessageSid", min_length=2, max_length=64)
-    from_: str = Field(alias="From", min_length=1, max_length=64)
-    to: str = Field(default="", alias="To", max_length=64)
+    message_sid: str = Field(alias="MessageSid", pattern=TWILIO_SID)
+    from_: str = Field(alias="From", min_length=1, max_length=64, pattern=ONE_LINE)
+    to: str = Field(default="", alias="To", max_length=64, pattern=ONE_LINE)
     body: str = Field(default="", alias="Body", max_length=MAX_BODY_CHARS)
 
 
@@ -150,9 +168,12 @@ class StatusCallback(BaseModel):
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    message_sid: str = Field(alias="MessageSid", min_length=2, max_length=64)
-    message_status: str = Field(alias="MessageStatus", min_length=1, max_length=32)
-    error_code: str | None = Field(default=None, alias="ErrorCode", max_length=16)
+    message_sid: str = Field(alias="MessageSid", pattern=TWILIO_SID)
+    # Any word: a state Twilio adds later is ignored by the service, not refused here.
+    message_status: str = Field(alias="MessageStatus", pattern=r"^[A-Za-z_-]{1,32}$")
+    error_code: int | None = Field(default=None, alias="ErrorCode", ge=0)
+
+    _code = field_validator("error_code", mode="before")(_error_code)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from shared.errors import (
 from shared.http import ServiceClient
 from shared.mongo import Document
 from shared.sms import count_segments
-from shared.web.validation import parse_obj
+from shared.web.validation import ModelT, parse_obj
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class MessageService:
         if status is None:
             return False
         now = self._clock.now()
-        code = int(event.error_code) if event.error_code and event.error_code.isdigit() else None
+        code = event.error_code
         fields: Document = {"updated_at": now}
         if doc.get("provider_sid") is None:
             # The callback can beat the worker's own record of the send.
@@ -270,12 +270,23 @@ class InboundService:
                 self._metrics.rejected_webhooks.inc()
             raise Forbidden("invalid Twilio signature")
 
+    def verified(
+        self, url: str, params: Mapping[str, str], signature: str | None, model: type[ModelT]
+    ) -> ModelT:
+        """Check the signature (403), then validate the signed fields as ``model`` (422)."""
+        self.verify(url, params, signature)
+        try:
+            return parse_obj(dict(params), model)
+        except ValidationFailed as exc:
+            fields = ", ".join(str(e.get("field")) for e in exc.extra.get("errors", []))
+            log.warning("refused a signed webhook with invalid fields: %s", fields)
+            raise
+
     async def receive(
         self, url: str, params: Mapping[str, str], signature: str | None
     ) -> InboundResult:
         """Handle one signed incoming-message webhook and decide the TwiML reply."""
-        self.verify(url, params, signature)
-        sms = parse_obj(dict(params), InboundSms)
+        sms = self.verified(url, params, signature, InboundSms)
         now = self._clock.now()
         record, created = await self.inbound.insert_new(
             {

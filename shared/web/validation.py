@@ -1,10 +1,11 @@
-"""One way to read request input: JSON bodies and query strings parsed into pydantic models."""
+"""One way to read request input: JSON and form bodies and query strings, as pydantic models."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -14,6 +15,7 @@ from shared.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, Val
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 MAX_BODY_BYTES = 64 * 1024
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 MAX_DEPTH = 8
 
 
@@ -53,15 +55,8 @@ def check_keys(value: Any, path: str = "", depth: int = 0) -> None:
             check_keys(item, f"{path}.{index}" if path else str(index), depth + 1)
 
 
-async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
-    """Read a JSON body with size, media type, UTF-8 and nesting checks.
-
-    ``max_bytes`` raises the limit for the few endpoints that take batches.
-    """
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("the body must be application/json")
+async def _read_limited(request: web.Request, max_bytes: int) -> bytes:
+    """The raw body, or PayloadTooLarge once it passes ``max_bytes`` (whatever the headers say)."""
     # ``read(n)`` answers with what has arrived so far: gather chunks up to one byte past the limit.
     chunks: list[bytes] = []
     size = 0
@@ -73,7 +68,19 @@ async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> An
         size += len(chunk)
     if size > max_bytes:
         raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
+    """Read a JSON body with size, media type, UTF-8 and nesting checks.
+
+    ``max_bytes`` raises the limit for the few endpoints that take batches.
+    """
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("the body must be application/json")
+    raw = await _read_limited(request, max_bytes)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -84,6 +91,31 @@ async def read_json(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> An
         raise BadRequest("the body is not valid JSON") from None
     check_keys(data)
     return data
+
+
+async def read_form(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> dict[str, str]:
+    """Read an ``application/x-www-form-urlencoded`` UTF-8 body into a dict, strictly.
+
+    Errors are 413 (too large), 415 (another media type or charset: multipart included, which a
+    sender that signs its parameters, like Twilio, never posts) and 400 (bytes or percent-escapes
+    that are not UTF-8). A repeated key keeps its last value. Nothing else is checked: the
+    caller validates the fields, after checking a signature over them if there is one.
+    """
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"the body must be at most {max_bytes} bytes")
+    if request.content_type != FORM_CONTENT_TYPE:
+        raise UnsupportedMediaType(f"the body must be {FORM_CONTENT_TYPE}")
+    charset = (request.charset or "utf-8").lower()
+    if charset not in {"utf-8", "utf8"}:
+        raise UnsupportedMediaType("the form must be encoded in UTF-8")
+    raw = await _read_limited(request, max_bytes)
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("the form is not valid UTF-8") from None
+    except ValueError:
+        raise BadRequest("the form cannot be parsed") from None
+    return dict(pairs)
 
 
 async def parse_body(
