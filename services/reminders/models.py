@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.reminders.scheduling import valid_zone
+from services.reminders.scheduling import MAX_CADENCE_DAYS, MIN_CADENCE_DAYS, valid_zone
 from shared.clock import Instant
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -21,8 +21,8 @@ class TierPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ideal_days: float = Field(gt=0, le=3650)
-    max_days: float = Field(gt=0, le=3650)
+    ideal_days: float = Field(ge=MIN_CADENCE_DAYS, le=MAX_CADENCE_DAYS)
+    max_days: float = Field(ge=MIN_CADENCE_DAYS, le=MAX_CADENCE_DAYS)
 
 
 DEFAULT_TIERS: dict[str, dict[str, float]] = {
@@ -190,7 +190,8 @@ class Preferences(BaseModel):
     def _tier_days(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         if value is not None:
             for name, days in value.items():
-                if not re.fullmatch(r"[A-Za-z0-9_-]{1,20}", name) or not 0 < days <= 3650:
+                in_range = MIN_CADENCE_DAYS <= days <= MAX_CADENCE_DAYS
+                if not re.fullmatch(r"[A-Za-z0-9_-]{1,20}", name) or not in_range:
                     raise ValueError(f"invalid tier override {name!r}")
         return value
 

@@ -7,12 +7,16 @@ fold) resolves to its first occurrence, so a window fires exactly once.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_DAYS = (0, 1, 2, 3, 4, 5, 6)
+# The range of every cadence interval, in days: operator tiers, user overrides, computed maxima.
+MIN_CADENCE_DAYS = 1.0
+MAX_CADENCE_DAYS = 3650.0
 
 
 def parse_hhmm(text: str) -> time:
@@ -115,10 +119,21 @@ def window_for_due(now: datetime, window: Window) -> datetime:
 
 
 def cadence_due(base: datetime, ideal_days: float, max_days: float) -> tuple[datetime, datetime]:
-    """When a contact last touched at ``base`` becomes due, and when it is escalated."""
-    ideal = timedelta(days=ideal_days)
-    maximum = timedelta(days=max(max_days, ideal_days))
-    return base + ideal, base + maximum
+    """When a contact last touched at ``base`` becomes due, and when it is escalated.
+
+    Both intervals are clamped to ``MIN_CADENCE_DAYS``..``MAX_CADENCE_DAYS``: they are products
+    of a contact's cadence, a user's override and an operator tier's max/ideal ratio, so each
+    factor being in range does not keep the product (or a policy stored before the bounds)
+    from overflowing a ``timedelta``.
+    """
+    ideal = _cadence_days(ideal_days)
+    return base + timedelta(days=ideal), base + timedelta(days=max(_cadence_days(max_days), ideal))
+
+
+def _cadence_days(days: float) -> float:
+    if math.isnan(days):
+        return MIN_CADENCE_DAYS
+    return min(max(days, MIN_CADENCE_DAYS), MAX_CADENCE_DAYS)
 
 
 def next_birthday(birthday: str, after: datetime, tz_name: str) -> date | None:

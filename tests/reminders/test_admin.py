@@ -76,6 +76,34 @@ async def test_tiers_change_live_with_audit(
     assert entry["at"] == "2026-03-02T06:00:00Z"
 
 
+async def test_cadences_out_of_range_are_refused_and_products_stay_in_range(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    uid = fakes.contacts.add_user()
+    cid = fakes.contacts.add_contact(uid, "Ann A", tier="A", cadence_days=30)
+    fakes.contacts.add_contact(uid, "Bo B", tier="A", last_interaction_at=START)
+    await sync(client)
+    ops = operator_headers(clock)
+    for days in (5e-324, 0.5, 3651):
+        tiny = {"tiers": {"A": {"ideal_days": days, "max_days": 3650}}}
+        resp = await client.put("/admin/v1/tiers", json=tiny, headers=ops)
+        assert resp.status == 422, (days, await resp.text())
+        assert resp.content_type == "application/problem+json"
+        prefs = {"tier_days": {"A": days}}
+        resp = await client.put("/v1/preferences", json=prefs, headers=user_headers(clock, uid))
+        assert resp.status == 422, (days, await resp.text())
+    # Each factor at its bound: the escalation is capped at ten years, never an overflow.
+    wide = {"tiers": {"A": {"ideal_days": 1, "max_days": 3650}}}
+    assert (await client.put("/admin/v1/tiers", json=wide, headers=ops)).status == 200
+    prefs = {"tier_days": {"A": 3650}}
+    resp = await client.put("/v1/preferences", json=prefs, headers=user_headers(clock, uid))
+    assert resp.status == 200, await resp.text()
+    tp = await svc(client).repo.get_touchpoint(f"cad:{uid}:{cid}")
+    assert tp is not None
+    assert tp["max_at"] - tp["due_at"] <= timedelta(days=3650)
+
+
 async def test_follow_up_rules_are_data(
     make_client: MakeClient, fakes: Fakes, clock: ControllableClock
 ) -> None:

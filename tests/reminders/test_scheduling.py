@@ -36,6 +36,26 @@ def test_cadence_due_and_escalation() -> None:
 
 
 @pytest.mark.parametrize(
+    ("ideal", "maximum", "days"),
+    [
+        # A contact's 730 days times a tier's 1/3650 ratio, a tier ratio of 3650/5e-324 (inf).
+        (730, 730 * 3650.0, (730, 3650)),
+        (30, float("inf"), (30, 3650)),
+        (5e-324, 1.0, (1, 1)),
+        (float("nan"), float("nan"), (1, 1)),
+    ],
+)
+def test_cadence_due_stays_within_ten_years(
+    ideal: float, maximum: float, days: tuple[int, int]
+) -> None:
+    base = utc(2026, 1, 1, 12)
+    assert cadence_due(base, ideal, maximum) == (
+        base + timedelta(days=days[0]),
+        base + timedelta(days=days[1]),
+    )
+
+
+@pytest.mark.parametrize(
     ("tz", "day", "at", "expected"),
     [
         # Spring forward: 02:30 does not exist; it moves forward by the gap to 03:30 local.
