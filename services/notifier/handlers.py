@@ -17,6 +17,7 @@ from services.notifier.models import (
     OutboxQuery,
     SandboxInbound,
     StatusCallback,
+    UserDeletionQuery,
     message_out,
 )
 from services.notifier.settings import NotifierSettings
@@ -139,10 +140,12 @@ async def sandbox_inbound(request: web.Request) -> web.Response:
 
 
 async def delete_user(request: web.Request) -> web.Response:
-    """Delete a user's messages and inbound texts (account deletion); opt-outs are kept."""
+    """Delete a user's messages and texts, and their phone's from before the account (account
+    deletion); opt-outs are kept."""
+    query = parse_query(request, UserDeletionQuery)
     user_id = request.match_info["user_id"]
-    await request.app[MESSAGE_SERVICE].messages.delete_user(user_id)
-    await request.app[INBOUND_SERVICE].inbound.delete_user(user_id)
+    await request.app[MESSAGE_SERVICE].delete_user(user_id, query.phone)
+    await request.app[INBOUND_SERVICE].delete_user(user_id, query.phone)
     return web.Response(status=204)
 
 

@@ -125,6 +125,15 @@ class OutboxQuery(BaseModel):
     limit: int = Field(default=50, ge=1, le=500)
 
 
+class UserDeletionQuery(BaseModel):
+    """``DELETE /internal/v1/users/{user_id}`` query: the user's phone, whose messages from
+    before the account existed (sign-in codes, answers to an unknown number) go too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str | None = Field(default=None, pattern=E164)
+
+
 class SandboxInbound(BaseModel):
     """``POST /internal/v1/sandbox/inbound`` body: a text as the user would send it."""
 

@@ -17,6 +17,7 @@ from services.notifier.models import (
     SandboxInbound,
     Status,
     StatusCallback,
+    UserDeletionQuery,
 )
 from shared.web.auth import public
 from shared.web.openapi import Operation, build_document
@@ -95,7 +96,11 @@ MODELS: list[type[BaseModel]] = [
     InboundSms,
     StatusCallback,
 ]
-QUERIES: dict[str, type[BaseModel]] = {"MessageQuery": MessageQuery, "OutboxQuery": OutboxQuery}
+QUERIES: dict[str, type[BaseModel]] = {
+    "MessageQuery": MessageQuery,
+    "OutboxQuery": OutboxQuery,
+    "UserDeletionQuery": UserDeletionQuery,
+}
 
 OPERATIONS: list[Operation] = [
     Operation(
@@ -154,9 +159,10 @@ OPERATIONS: list[Operation] = [
     Operation(
         "delete",
         "/internal/v1/users/{user_id}",
-        "Delete a user's messages",
+        "Delete a user's messages and texts, and those of their phone that no user owns",
         security="service",
         status=204,
+        query="UserDeletionQuery",
     ),
     Operation(
         "post",

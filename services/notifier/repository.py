@@ -32,9 +32,13 @@ async def create_indexes(db: Database) -> None:
     await db[MESSAGES].create_index([("transport", ASCENDING), ("created_at", DESCENDING)])
     # Operators' newest-first listing of every user's messages reads the first page only.
     await db[MESSAGES].create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+    # Account deletion by phone, and the sign-in codes still carrying their code.
+    await db[MESSAGES].create_index([("to", ASCENDING), ("user_id", ASCENDING)])
+    await db[MESSAGES].create_index([("purpose", ASCENDING), ("body_scrubbed_at", ASCENDING)])
     await db[CLAIMS].create_index([("state", ASCENDING), ("lease_until", ASCENDING)])
     await db[INBOUND].create_index([("state", ASCENDING), ("next_try_at", ASCENDING)])
     await db[INBOUND].create_index([("user_id", ASCENDING)])
+    await db[INBOUND].create_index([("from", ASCENDING), ("user_id", ASCENDING)])
     await db[CONSENT_EVENTS].create_index([("phone", ASCENDING), ("at", ASCENDING)])
 
 
@@ -144,6 +148,32 @@ class MessageRepository:
         """Delete every message of a user."""
         result = await self._col.delete_many({"user_id": user_id})
         return result.deleted_count
+
+    async def delete_unowned_to(self, phone: str) -> int:
+        """Delete the messages to ``phone`` that belong to no user (sent before an account)."""
+        result = await self._col.delete_many({"to": phone, "user_id": None})
+        return result.deleted_count
+
+    async def scrub_codes(
+        self, *, now: datetime, created_before: datetime, keep_settled_on: str, fields: Document
+    ) -> int:
+        """Set ``fields`` on the sign-in code messages that still carry their code and are past
+        ``expires_at``, created before ``created_before``, or settled (taken by the provider or
+        finished) on a transport other than ``keep_settled_on``."""
+        query: Document = {
+            "purpose": "otp",
+            "body_scrubbed_at": None,
+            "$or": [
+                {"expires_at": {"$lte": now}},
+                {"created_at": {"$lte": created_before}},
+                {
+                    "status_rank": {"$gte": STATUS_RANK["sending"]},
+                    "transport": {"$ne": keep_settled_on},
+                },
+            ],
+        }
+        result = await self._col.update_many(query, {"$set": fields})
+        return result.modified_count
 
     async def count_by_status(self) -> dict[str, int]:
         """How many messages are in each state (for metrics and the benchmark)."""
@@ -284,4 +314,9 @@ class InboundRepository:
     async def delete_user(self, user_id: str) -> int:
         """Delete a user's inbound records."""
         result = await self._col.delete_many({"user_id": user_id})
+        return result.deleted_count
+
+    async def delete_unowned_from(self, phone: str) -> int:
+        """Delete the texts from ``phone`` that were never tied to a user (an unknown number)."""
+        result = await self._col.delete_many({"from": phone, "user_id": None})
         return result.deleted_count

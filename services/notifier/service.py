@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from twilio.request_validator import RequestValidator
@@ -50,6 +50,30 @@ ACK_REPLY = "Got it. We'll text you back shortly."
 KEY_REUSED = "this Idempotency-Key was used with a different message"
 DEFERRED_RETRY_S = 2.0
 MAX_DEFERRED_TRIES = 20
+# A sign-in code message keeps its text only while the code can be used: what delivery tracking
+# needs (number, state, provider sid, segments, times) stays, the text (the code) goes.
+SCRUBBED_BODY = "(sign-in code removed)"
+# Contacts' codes live at most an hour (OTP_TTL_S); a code without an expiry is kept no longer.
+CODE_MAX_AGE = timedelta(hours=1)
+
+
+def scrubbed_fields(now: datetime) -> Document:
+    """The fields that remove a sign-in code from its message (the fingerprint hashes it)."""
+    return {"body": SCRUBBED_BODY, "fingerprint": None, "body_scrubbed_at": now}
+
+
+def keeps_code_once_sent(transport: str) -> bool:
+    """Whether a sent sign-in code keeps its text until it expires: only in the sandbox, whose
+    outbox (``touchbase sandbox outbox``) is where developers read their codes."""
+    return transport == "sandbox"
+
+
+def _reuses_key(stored: Document, planned: Document) -> bool:
+    # A scrubbed message has lost what its fingerprint covered, so a repeat of its key cannot be
+    # told from a reuse: it is answered as a repeat (its code went out or expired already).
+    if stored.get("body_scrubbed_at") is not None:
+        return False
+    return bool(stored.get("fingerprint") != planned["fingerprint"])
 
 
 def status_fields(status: str) -> dict[str, Any]:
@@ -109,7 +133,7 @@ class MessageService:
         suppressed = await self.suppressions.is_suppressed(data.to)
         doc = self._document(caller, idempotency_key, data, self._clock.now(), suppressed)
         stored, created = await self.messages.insert_new(doc)
-        if not created and stored.get("fingerprint") != doc["fingerprint"]:
+        if not created and _reuses_key(stored, doc):
             raise Conflict(KEY_REUSED)
         if created and not suppressed and self._on_queued is not None:
             self._on_queued.set()
@@ -139,7 +163,7 @@ class MessageService:
         answered: set[str] = set()
         for (key, _), doc in zip(items, planned, strict=True):
             message = stored[doc["_id"]]
-            if message.get("fingerprint") != doc["fingerprint"]:
+            if _reuses_key(message, doc):
                 results.append(BatchResult(key, 409, None, Conflict(KEY_REUSED)))
                 continue
             fresh = doc["_id"] in created and doc["_id"] not in answered
@@ -189,6 +213,25 @@ class MessageService:
         if doc is None:
             raise NotFound("no such message")
         return doc
+
+    async def delete_user(self, user_id: str, phone: str | None) -> None:
+        """Account deletion: the user's messages, and those to their phone that no user owns
+        (the first sign-in code goes out before the account exists)."""
+        await self.messages.delete_user(user_id)
+        if phone is not None:
+            await self.messages.delete_unowned_to(phone)
+
+    async def scrub_codes(self) -> int:
+        """Remove the code from sign-in messages that no longer need it: expired, older than
+        ``CODE_MAX_AGE``, or settled outside the sandbox (the worker already does this when the
+        provider takes one; this catches failures, expiries and sandbox codes)."""
+        now = self._clock.now()
+        return await self.messages.scrub_codes(
+            now=now,
+            created_before=now - CODE_MAX_AGE,
+            keep_settled_on="sandbox",
+            fields=scrubbed_fields(now),
+        )
 
     async def apply_callback(self, message_id: str | None, event: StatusCallback) -> bool:
         """Apply a Twilio status callback; repeats and out-of-order callbacks change nothing."""
@@ -257,6 +300,12 @@ class InboundService:
         self._reply_timeout_s = reply_timeout_s
         self._limiter = limiter
         self._metrics = metrics
+
+    async def delete_user(self, user_id: str, phone: str | None) -> None:
+        """Account deletion: the user's texts, and those from their phone tied to no user."""
+        await self.inbound.delete_user(user_id)
+        if phone is not None:
+            await self.inbound.delete_unowned_from(phone)
 
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         """The X-Twilio-Signature for ``url`` and ``params`` (used by the sandbox)."""

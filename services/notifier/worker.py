@@ -28,7 +28,12 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.models import TWILIO_STATUS_MAP, SendOutcome
 from services.notifier.ratelimit import SenderLimits
 from services.notifier.repository import ClaimRepository
-from services.notifier.service import InboundService, MessageService
+from services.notifier.service import (
+    InboundService,
+    MessageService,
+    keeps_code_once_sent,
+    scrubbed_fields,
+)
 from services.notifier.settings import NotifierSettings
 from services.notifier.transport import SmsTransport
 from shared.clock import Clock
@@ -121,11 +126,10 @@ class SendWorker:
             await self.drain()
 
     async def run_maintenance(self) -> None:
-        """Reap expired claims and answer deferred replies, periodically, until cancelled."""
+        """Run :meth:`maintain_once` every ``REAP_INTERVAL_S`` until cancelled."""
         while True:
             try:
-                await self.reap_once()
-                await self.answer_deferred_once()
+                await self.maintain_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -227,7 +231,9 @@ class SendWorker:
             ):
                 return
             doc = fresh
-        if doc.get("expires_at") is not None and doc["expires_at"] <= now:
+        # A message whose text was removed (a sign-in code past its use) is never sent.
+        expired = doc.get("expires_at") is not None and doc["expires_at"] <= now
+        if expired or doc.get("body_scrubbed_at") is not None:
             self._count("expired")
             await self._finish(claim_id, message_id, "expired", attempts=attempt - 1)
             return
@@ -302,20 +308,20 @@ class SendWorker:
         if verdict == "sent":
             self.sent += 1
             status = TWILIO_STATUS_MAP.get(outcome.provider_status or "", "sending")
+            fields: Document = {
+                "attempts": attempt,
+                "provider_sid": outcome.provider_sid,
+                "sent_at": now,
+                "updated_at": now,
+                "error_code": None,
+                "error_message": None,
+            }
+            if doc["purpose"] == "otp" and not keeps_code_once_sent(self._transport.name):
+                # The code is the user's now; the record keeps no copy of it.
+                fields.update(scrubbed_fields(now))
             # A status callback may already have recorded a later state (it names the message
             # in its URL); raise_status never moves the state back.
-            await self._repo.raise_status(
-                message_id,
-                status,
-                {
-                    "attempts": attempt,
-                    "provider_sid": outcome.provider_sid,
-                    "sent_at": now,
-                    "updated_at": now,
-                    "error_code": None,
-                    "error_message": None,
-                },
-            )
+            await self._repo.raise_status(message_id, status, fields)
             return
         if verdict == "opted_out":
             await self._messages.suppressions.record(
@@ -382,6 +388,12 @@ class SendWorker:
             await self._repo.raise_status(message_id, status, fields)
 
     # -- maintenance ---------------------------------------------------------------------
+
+    async def maintain_once(self) -> None:
+        """Reap expired claims, answer deferred replies, remove sign-in codes no longer needed."""
+        await self.reap_once()
+        await self.answer_deferred_once()
+        await self._messages.scrub_codes()
 
     async def reap_once(self) -> int:
         """Look at claims past their lease: drop finished ones, retry abandoned attempts."""
