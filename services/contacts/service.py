@@ -852,11 +852,13 @@ class ContactsService:
 
         Each step is idempotent, so a failed deletion can simply be retried.
         """
-        await self.user(user_id)
-        for client in (self._reminders, self._notifier):
+        user = await self.user(user_id)
+        # The notifier also deletes what it sent to the phone before the account existed.
+        phone = {"phone": str(user["phone"])}
+        for client, params in ((self._reminders, None), (self._notifier, phone)):
             if client is None:
                 continue
-            answer = await client.request("DELETE", f"/internal/v1/users/{user_id}")
+            answer = await client.request("DELETE", f"/internal/v1/users/{user_id}", params=params)
             if answer.status not in (200, 202, 204, 404):
                 raise UpstreamError(
                     "account deletion failed upstream", upstream_status=answer.status

@@ -17,9 +17,11 @@ from pymongo import AsyncMongoClient
 from services.contacts.main import create_app
 from services.contacts.settings import ContactsSettings
 from services.notifier.main import create_app as create_notifier
+from services.notifier.repository import MESSAGES
 from services.notifier.settings import NotifierSettings
 from shared.auth import issue_service_token
 from shared.mongo import INDEXES_READY
+from shared.web.keys import DB
 from tests.contacts.conftest import FakeUpstream, bearer
 from tests.support.settings import INTERNAL_SECRET, make_settings
 
@@ -100,3 +102,8 @@ async def test_sign_in_and_delete_account_through_the_real_notifier(
     assert resp.status == 204, await resp.text()
     assert reminders.deleted_users == [tokens["user"]["id"]]
     assert (await client.get("/v1/me", headers=bearer(tokens))).status == 404
+    # The first sign-in code went out before the account existed (no user id at the notifier);
+    # it is the phone's personal data and goes with the account.
+    assert await _outbox(real_notifier, PHONE) == []
+    stored = await real_notifier.app[DB][MESSAGES].find({"to": PHONE}).to_list()
+    assert stored == []
