@@ -51,6 +51,8 @@ class Benchmark:
 # run once; everything timed runs three times for a median.
 SUITE = (
     Benchmark("dispatch", "bench.reminders_sweep", 3),
+    # The same burst shared by two replicas; the one-job-per-touchpoint baseline is above.
+    Benchmark("dispatch_replicas", "bench.reminders_sweep", 3, ("--replicas", "2", "--skip-naive")),
     Benchmark("sms_cost", "bench.sms_cost", 1, timeout_s=5400.0),
     Benchmark("api_overhead", "bench.contacts_api", 3),
     Benchmark("reply_latency", "bench.reply_latency", 3),
