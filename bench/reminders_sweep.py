@@ -577,7 +577,8 @@ def render(runs: list[dict[str, Any]]) -> str:
         f"Workload: {d['users']:,} users in five time zones, {d['touchpoints']:,} touchpoints "
         "due in the same minute; the reminders sweep (real app, real database) hands one digest "
         "per user to the real notifier process, which sends them with the twilio SDK to a local "
-        f"stand-in of Twilio's Messages endpoint at `SEND_RATE_PER_SECOND={meta['send_rate']:g}`."(
+        f"stand-in of Twilio's Messages endpoint at `SEND_RATE_PER_SECOND={meta['send_rate']:g}`."
+        + (
             " Baseline in the same run: one APScheduler `DateTrigger` job per touchpoint, each "
             "posting its own SMS to an in-memory notifier stand-in."
             if any(r["naive"] for r in runs)
