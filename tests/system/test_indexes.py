@@ -580,10 +580,10 @@ async def notifier_flows(stack: Stack) -> None:
     for query in ("", f"?user_id={user_id}", "?status=queued", f"?user_id={user_id}&status=sent"):
         await notifier.call("GET", f"/internal/v1/messages{query}", token=internal)
     await stack.pump()
-    # The reaper, deferred answers and old-claim purge run on the worker's maintenance loop.
+    # The reaper, deferred answers, old-claim purge and sign-in code scrub run on the worker's
+    # maintenance loop.
     stack.clock.advance(timedelta(hours=1))
-    await worker.reap_once()
-    await worker.answer_deferred_once()
+    await worker.maintain_once()
 
 
 async def account_flows(stack: Stack) -> None:
