@@ -332,23 +332,7 @@ class RemindersRepository:
         the whole collection for every update (``_id`` equality included, measured), so one
         ``$in`` scan beats ten single-document updates there.
         """
-        await self.db.touchpoints.update_many(
-            {
-                "_id": {"$in": list(ids)},
-                "last_claim": {"$ne": claim_id},
-                "state": {"$in": list(OPEN_STATES)},
-            },
-            {
-                "$set": {
-                    "state": "nudged",
-                    "last_claim": claim_id,
-                    "last_nudged_at": now,
-                    "updated_at": now,
-                },
-                "$inc": {"nudge_count": 1},
-                "$push": {"history": {"at": now, "state": "nudged", "claim": claim_id}},
-            },
-        )
+        await self.mark_nudged_many([(ids, claim_id)], now)
 
     async def mark_nudged_many(
         self, nudges: Sequence[tuple[Sequence[str], str]], now: datetime
