@@ -18,6 +18,7 @@ from services.contacts.models import (
     ContactPatch,
     ContactQuery,
     InteractionCreate,
+    InteractionPatch,
     InternalContactPage,
     InternalInteractionCreate,
     LogoutRequest,
@@ -30,6 +31,7 @@ from services.contacts.models import (
     ReferralPatch,
     ReferralQuery,
     RefreshRequest,
+    StatsQuery,
     UserPage,
 )
 from services.contacts.repository import idempotency_scope
@@ -37,6 +39,7 @@ from services.contacts.service import (
     ContactsService,
     contact_out,
     entity_etag,
+    interaction_out,
     internal_contact_out,
     referral_out,
 )
@@ -169,8 +172,10 @@ async def export_me(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Relationship numbers."""
-    return _json(await _svc(request).stats(require_user(request)))
+    """Relationship numbers, and the scorecard of a period (``from``/``to`` or ``period``)."""
+    user_id = require_user(request)
+    query = parse_query(request, StatsQuery)
+    return _json(await _svc(request).stats(user_id, query))
 
 
 # --- contacts ---------------------------------------------------------------------------------
@@ -241,6 +246,24 @@ async def restore_contact(request: web.Request) -> web.Response:
     return _contact_response(doc)
 
 
+async def stage_history(request: web.Request) -> web.Response:
+    """A contact's stage changes (know, like, trust, referral partner), oldest first."""
+    user_id = require_user(request)
+    query = parse_query(request, PageQuery)
+    page = await _svc(request).stage_history(
+        user_id, _path(request, "contact_id"), query.cursor, query.limit
+    )
+    return _json(page)
+
+
+def _first_version(response: web.Response) -> web.Response:
+    """Add the ETag a create makes (version 1) to a 201; a replay answers as the first did."""
+    created = json.loads(response.body) if isinstance(response.body, bytes) else {}
+    if response.status == 201 and isinstance(created, dict) and "id" in created:
+        response.headers["ETag"] = make_etag(created["id"], 1)
+    return response
+
+
 # --- interactions -----------------------------------------------------------------------------
 
 
@@ -255,7 +278,11 @@ async def list_interactions(request: web.Request) -> web.Response:
 
 
 async def _log_interaction(
-    request: web.Request, user_id: str, model: type[InteractionCreate], trusted_time: bool = False
+    request: web.Request,
+    user_id: str,
+    model: type[InteractionCreate],
+    trusted_time: bool = False,
+    location: str | None = None,
 ) -> web.Response:
     contact_id = _path(request, "contact_id")
     body = await read_json(request)
@@ -266,19 +293,45 @@ async def _log_interaction(
         item = await svc.log_interaction(user_id, contact_id, data, trusted_time=trusted_time)
         return 201, item.model_dump(mode="json")
 
-    return await _idempotent(
-        request, idempotency_scope("interaction", user_id, contact_id), body, produce
+    response = await _idempotent(
+        request, idempotency_scope("interaction", user_id, contact_id), body, produce, location
     )
+    return _first_version(response)
 
 
 async def create_interaction(request: web.Request) -> web.Response:
     """Log an interaction (Idempotency-Key honoured)."""
-    return await _log_interaction(request, require_user(request), InteractionCreate)
+    return await _log_interaction(
+        request, require_user(request), InteractionCreate, location="/v1/interactions"
+    )
+
+
+async def get_interaction(request: web.Request) -> web.Response:
+    """One interaction (with its ETag)."""
+    doc = await _svc(request).interaction_doc(
+        require_user(request), _path(request, "interaction_id")
+    )
+    etag = entity_etag(doc)
+    if not_modified(request, etag):
+        return web.Response(status=304, headers={"ETag": etag})
+    return _json(interaction_out(doc), headers={"ETag": etag})
+
+
+async def patch_interaction(request: web.Request) -> web.Response:
+    """Correct an interaction (If-Match honoured); the contact's counters follow."""
+    user_id = require_user(request)
+    data = await parse_body(request, InteractionPatch)
+    doc = await _svc(request).update_interaction(
+        user_id, _path(request, "interaction_id"), data, if_match_tags(request)
+    )
+    return _json(interaction_out(doc), headers={"ETag": entity_etag(doc)})
 
 
 async def delete_interaction(request: web.Request) -> web.Response:
-    """Remove an interaction, restoring the contact's counters."""
-    await _svc(request).delete_interaction(require_user(request), _path(request, "interaction_id"))
+    """Remove an interaction, restoring the contact's counters (If-Match honoured)."""
+    await _svc(request).delete_interaction(
+        require_user(request), _path(request, "interaction_id"), if_match_tags(request)
+    )
     return web.Response(status=204)
 
 
@@ -292,7 +345,9 @@ async def list_referrals(request: web.Request) -> web.Response:
     return _json(await _svc(request).list_referrals(user_id, query))
 
 
-async def _create_referral(request: web.Request, user_id: str) -> web.Response:
+async def _create_referral(
+    request: web.Request, user_id: str, location: str | None = None
+) -> web.Response:
     body = await read_json(request)
     data = parse_obj(body, ReferralCreate)
     svc = _svc(request)
@@ -301,12 +356,15 @@ async def _create_referral(request: web.Request, user_id: str) -> web.Response:
         item = await svc.create_referral(user_id, data)
         return 201, item.model_dump(mode="json")
 
-    return await _idempotent(request, idempotency_scope("referral", user_id), body, produce)
+    response = await _idempotent(
+        request, idempotency_scope("referral", user_id), body, produce, location
+    )
+    return _first_version(response)
 
 
 async def create_referral(request: web.Request) -> web.Response:
     """Record a referral (Idempotency-Key honoured)."""
-    return await _create_referral(request, require_user(request))
+    return await _create_referral(request, require_user(request), "/v1/referrals")
 
 
 async def get_referral(request: web.Request) -> web.Response:

@@ -30,6 +30,7 @@ from services.contacts.repository import (
     IdempotencyRepository,
     InteractionRepository,
     ReferralRepository,
+    StageRepository,
     UserRepository,
     create_indexes,
 )
@@ -102,6 +103,7 @@ def _services_ctx(
             contacts=ContactRepository(db),
             interactions=InteractionRepository(db),
             referrals=ReferralRepository(db),
+            stages=StageRepository(db),
             changes=changes,
             idempotency=IdempotencyRepository(db),
             reminders=reminders,

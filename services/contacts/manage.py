@@ -20,6 +20,7 @@ from services.contacts.repository import (
     IdempotencyRepository,
     InteractionRepository,
     ReferralRepository,
+    StageRepository,
     UserRepository,
 )
 from services.contacts.service import ContactsService
@@ -49,6 +50,7 @@ async def set_operator_role(settings: ContactsSettings, phone: str, operator: bo
             contacts=ContactRepository(db),
             interactions=InteractionRepository(db),
             referrals=ReferralRepository(db),
+            stages=StageRepository(db),
             changes=ChangeRepository(db),
             idempotency=IdempotencyRepository(db),
         )

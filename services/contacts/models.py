@@ -19,6 +19,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from services.contacts.currencies import iso_currency
 from shared.clock import Instant
 
 Tier = Literal["A", "B", "C"]
@@ -140,7 +141,7 @@ Email = Annotated[
         strip_whitespace=True, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
     ),
 ]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(iso_currency)]
 Id = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Locale = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Z]{2})?$")]
 Label = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
@@ -449,6 +450,17 @@ class Interaction(Out):
     next_action_agreed: bool
     source: InteractionSource
     created_at: datetime
+    # When it was last edited (its creation time until then).
+    updated_at: datetime
+
+
+class InteractionPatch(Strict):
+    """Corrections to a logged interaction; null clears ``notes`` or ``next_action``."""
+
+    kind: InteractionKind | None = None
+    occurred_at: Instant | None = None
+    notes: LongText | None = None
+    next_action: MediumText | None = None
 
 
 class PageQuery(Strict):
@@ -592,12 +604,84 @@ class ChangePage(Out):
 # --- stats and export -------------------------------------------------------------------------
 
 
+Period = Literal["week", "month", "quarter"]
+
+
+class StatsQuery(Strict):
+    """The scorecard's period: ``from`` and ``to``, or a ``period`` of the user's calendar.
+
+    ``period`` is the current week (from Monday), month or quarter in the user's time zone;
+    ``offset`` steps back (-1 is the previous one). Without either, the current month.
+    """
+
+    from_: Instant | None = Field(default=None, alias="from", description="start (included)")
+    to: Instant | None = Field(default=None, description="end (excluded)")
+    period: Period | None = None
+    offset: int = Field(default=0, ge=-600, le=0, description="0 is the current period")
+
+
+class Money(Out):
+    """Closed business per ISO 4217 currency, each a sum of won referrals' values."""
+
+    given: dict[str, float]
+    received: dict[str, float]
+
+
+class LedgerEntry(Out):
+    """What went each way between the user and one contact during the period."""
+
+    contact_id: str
+    name: str
+    deleted: bool
+    one_to_ones: int
+    referrals_given: int
+    referrals_received: int
+    closed_business: Money
+
+
+class Scorecard(Out):
+    """The networker's numbers over one period (a BNI-style scorecard)."""
+
+    # ``from`` is a Python keyword: the field is ``from_`` inside, ``from`` on the wire.
+    model_config = ConfigDict(extra="ignore", serialize_by_alias=True)
+
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    period: Period | None
+    time_zone: str
+    one_to_ones: int
+    interactions_by_kind: dict[str, int]
+    referrals_given: int
+    referrals_received: int
+    # TYFCB: "thank you for closed business", by the referrals won during the period.
+    closed_business: Money
+    ledger: list[LedgerEntry]
+
+
 class Stats(Out):
-    """The user's relationship numbers at a glance."""
+    """The user's relationship numbers at a glance, and the scorecard of one period."""
 
     contacts: dict[str, Any]
     interactions: dict[str, Any]
     referrals: dict[str, Any]
+    scorecard: Scorecard
+
+
+class StageChange(Out):
+    """A contact moved on the relationship ladder (or was created on it: ``previous`` null)."""
+
+    id: str
+    contact_id: str
+    stage: Stage
+    previous: Stage | None
+    at: datetime
+
+
+class StageChangePage(Out):
+    """A contact's stage history, oldest first."""
+
+    items: list[StageChange]
+    next: str | None
 
 
 class Export(Out):
@@ -608,4 +692,5 @@ class Export(Out):
     contacts: list[Contact]
     interactions: list[Interaction]
     referrals: list[Referral]
+    stage_changes: list[StageChange]
     reminders: Any

@@ -33,6 +33,7 @@ INTERACTIONS = "interactions"
 REFERRALS = "referrals"
 CHANGES = "changes"
 IDEMPOTENCY = "idempotency"
+STAGES = "stage_changes"
 
 
 async def create_indexes(db: Database) -> None:
@@ -64,6 +65,11 @@ async def create_indexes(db: Database) -> None:
         [("user_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]
     )
     await db[REFERRALS].create_index([("user_id", ASCENDING), ("contact_id", ASCENDING)])
+    # The scorecard's closed business: referrals won during a period.
+    await db[REFERRALS].create_index([("user_id", ASCENDING), ("status_times.won", ASCENDING)])
+    await db[STAGES].create_index(
+        [("user_id", ASCENDING), ("contact_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)]
+    )
     await db[CHANGES].create_index([("stamp", ASCENDING), ("_id", ASCENDING)])
     await db[IDEMPOTENCY].create_index([("created_at", ASCENDING)])
 
@@ -349,6 +355,19 @@ class InteractionRepository(OwnedRepository):
 
     collection = INTERACTIONS
 
+    async def update_versioned(
+        self, user_id: str, entity_id: str, version: int, fields: Document
+    ) -> bool:
+        """As for every owned document, except that an interaction logged before interactions
+        could be edited has no version yet and counts as version 1."""
+        current: Any = {"$in": [1, None]} if version == 1 else version
+        # Set rather than $inc: an $inc of the missing field would make it 1, not 2.
+        result = await self._col.update_one(
+            {"_id": entity_id, "user_id": user_id, "version": current},
+            {"$set": {**fields, "version": version + 1}},
+        )
+        return result.matched_count == 1
+
 
 class ReferralRepository(OwnedRepository):
     """Referrals."""
@@ -357,6 +376,12 @@ class ReferralRepository(OwnedRepository):
 
 
 ScopeKind = Literal["contact", "interaction", "referral"]
+class StageRepository(OwnedRepository):
+    """Stage changes of contacts (the relationship ladder's history)."""
+
+    collection = STAGES
+
+
 
 
 def idempotency_scope(kind: ScopeKind, user_id: str, *parts: str) -> str:

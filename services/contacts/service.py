@@ -27,6 +27,7 @@ from services.contacts.models import (
     Interaction,
     InteractionCreate,
     InteractionPage,
+    InteractionPatch,
     InternalContact,
     MePatch,
     Referral,
@@ -34,7 +35,11 @@ from services.contacts.models import (
     ReferralPage,
     ReferralPatch,
     ReferralQuery,
+    Scorecard,
+    StageChange,
+    StageChangePage,
     Stats,
+    StatsQuery,
     User,
     normalize_phone,
     normalize_text,
@@ -45,11 +50,14 @@ from services.contacts.repository import (
     IdempotencyRepository,
     InteractionRepository,
     ReferralRepository,
+    StageRepository,
     UserRepository,
     after_filter,
     decode_cursor,
     encode_cursor,
 )
+from services.contacts.scorecard import build as build_scorecard
+from services.contacts.scorecard import window as scorecard_window
 from services.contacts.settings import ContactsSettings
 from shared.auth import Role
 from shared.clock import Clock
@@ -179,6 +187,18 @@ def interaction_out(doc: Document) -> Interaction:
         next_action_agreed=doc.get("next_action") is not None,
         source=doc["source"],
         created_at=doc["created_at"].astimezone(UTC),
+        updated_at=(doc.get("updated_at") or doc["created_at"]).astimezone(UTC),
+    )
+
+
+def stage_change_out(doc: Document) -> StageChange:
+    """The shape of a stage change record."""
+    return StageChange(
+        id=doc["_id"],
+        contact_id=doc["contact_id"],
+        stage=doc["stage"],
+        previous=doc.get("previous"),
+        at=doc["at"].astimezone(UTC),
     )
 
 
@@ -226,6 +246,7 @@ class ContactsService:
         contacts: ContactRepository,
         interactions: InteractionRepository,
         referrals: ReferralRepository,
+        stages: StageRepository,
         changes: ChangeRepository,
         idempotency: IdempotencyRepository,
         reminders: ServiceClient | None = None,
@@ -237,6 +258,7 @@ class ContactsService:
         self._contacts = contacts
         self._interactions = interactions
         self._referrals = referrals
+        self._stages = stages
         self._changes = changes
         self._idempotency = idempotency
         self._reminders = reminders
@@ -384,6 +406,7 @@ class ContactsService:
         doc["due_at"] = due_at(doc)
         await self._change("contact", "upsert", user_id, doc["_id"])
         await self._contacts.insert(doc)
+        await self._record_stage(user_id, doc["_id"], doc["stage"], None, now)
         return doc
 
     async def contact(self, user_id: str, contact_id: str) -> Document:
@@ -474,6 +497,10 @@ class ContactsService:
             user_id, contact_id, int(doc.get("version", 1)), fields
         ):
             raise PreconditionFailed("the contact changed during the update; fetch it again")
+        if fields.get("stage", doc["stage"]) != doc["stage"]:
+            await self._record_stage(
+                user_id, contact_id, fields["stage"], doc["stage"], fields["updated_at"]
+            )
         return await self.contact(user_id, contact_id)
 
     async def delete_contact(
@@ -504,6 +531,43 @@ class ContactsService:
             user_id, contact_id, {"deleted": False, "deleted_at": None, "updated_at": now}
         )
         return await self.contact(user_id, contact_id)
+
+    async def _record_stage(
+        self, user_id: str, contact_id: str, stage: str, previous: str | None, at: datetime
+    ) -> None:
+        # Written after the contact write it describes, so a refused write leaves no record;
+        # a crash in between loses that one entry of the history, never the stage itself.
+        await self._stages.insert(
+            {
+                "_id": new_id(),
+                "user_id": user_id,
+                "contact_id": contact_id,
+                "stage": stage,
+                "previous": previous,
+                "at": at,
+            }
+        )
+
+    async def stage_history(
+        self, user_id: str, contact_id: str, cursor: str | None, limit: int
+    ) -> StageChangePage:
+        """A contact's stage changes, oldest first (deleted contacts' too)."""
+        await self.contact(user_id, contact_id)
+        query: Document = {"user_id": user_id, "contact_id": contact_id}
+        if cursor:
+            when, last_id = decode_cursor(cursor, (datetime, str), "cursor")
+            query = {
+                "user_id": user_id,
+                "$and": [query, after_filter("at", ASCENDING, when, last_id)],
+            }
+        docs = await self._stages.find_page(
+            query, [("at", ASCENDING), ("_id", ASCENDING)], limit + 1
+        )
+        nxt = None
+        if len(docs) > limit:
+            docs = docs[:limit]
+            nxt = encode_cursor([docs[-1]["at"], docs[-1]["_id"]])
+        return StageChangePage(items=[stage_change_out(d) for d in docs], next=nxt)
 
     async def match_contacts(self, user_id: str, name: str, limit: int) -> list[InternalContact]:
         """Live contacts whose name has a word starting with each word of ``name``."""
@@ -579,6 +643,8 @@ class ContactsService:
             "next_action_agreed": next_action is not None,
             "source": data.source,
             "created_at": now,
+            "updated_at": now,
+            "version": 1,
         }
         await self._change("interaction", "upsert", user_id, doc["_id"])
         await self._interactions.insert(doc)
@@ -606,11 +672,57 @@ class ContactsService:
             nxt = encode_cursor([docs[-1]["occurred_at"], docs[-1]["_id"]])
         return InteractionPage(items=[interaction_out(d) for d in docs], next=nxt)
 
-    async def delete_interaction(self, user_id: str, interaction_id: str) -> None:
-        """Remove an interaction (UNDO) and restore its contact's counters."""
+    async def interaction_doc(self, user_id: str, interaction_id: str) -> Document:
+        """One of the user's interaction documents, or 404."""
         doc = await self._interactions.get(user_id, interaction_id)
         if doc is None:
             raise NotFound("no such interaction")
+        return doc
+
+    async def update_interaction(
+        self,
+        user_id: str,
+        interaction_id: str,
+        patch: InteractionPatch,
+        if_match: frozenset[str] | None = None,
+    ) -> Document:
+        """Correct a logged interaction; its contact's counters are recomputed.
+
+        The change feed carries the new state, so reminders re-applies it (cadence, follow-ups).
+        """
+        doc = await self.interaction_doc(user_id, interaction_id)
+        if if_match is not None and entity_etag(doc) not in if_match:
+            raise PreconditionFailed("the interaction has changed since it was read; read it again")
+        fields: Document = {k: getattr(patch, k) for k in patch.model_fields_set}
+        for key in ("kind", "occurred_at"):
+            if key in fields and fields[key] is None:
+                raise _invalid(key, "may not be null")
+        now = self._clock.now()
+        if "occurred_at" in fields:
+            fields["occurred_at"] = fields["occurred_at"].astimezone(UTC)
+            if fields["occurred_at"] > now + MAX_FUTURE:
+                raise _invalid("occurred_at", "may not be more than a day in the future")
+        if "next_action" in fields:
+            fields["next_action"] = fields["next_action"] or None  # blank means none agreed
+            fields["next_action_agreed"] = fields["next_action"] is not None
+        if not fields:
+            return doc
+        fields["updated_at"] = now
+        await self._change("interaction", "upsert", user_id, interaction_id)
+        if not await self._interactions.update_versioned(
+            user_id, interaction_id, int(doc.get("version", 1)), fields
+        ):
+            raise PreconditionFailed("the interaction changed during the update; fetch it again")
+        await self._recount(user_id, doc["contact_id"])
+        return await self.interaction_doc(user_id, interaction_id)
+
+    async def delete_interaction(
+        self, user_id: str, interaction_id: str, if_match: frozenset[str] | None = None
+    ) -> None:
+        """Remove an interaction (UNDO) and restore its contact's counters."""
+        doc = await self.interaction_doc(user_id, interaction_id)
+        if if_match is not None and entity_etag(doc) not in if_match:
+            raise PreconditionFailed("the interaction has changed since it was read; read it again")
         await self._change("interaction", "delete", user_id, interaction_id)
         await self._interactions.delete(user_id, interaction_id)
         await self._recount(user_id, doc["contact_id"])
@@ -786,9 +898,11 @@ class ContactsService:
 
     # --- stats, export, account deletion ------------------------------------------------------
 
-    async def stats(self, user_id: str) -> Stats:
-        """Counts of contacts, interactions and referrals."""
+    async def stats(self, user_id: str, query: StatsQuery | None = None) -> Stats:
+        """Counts of contacts, interactions and referrals, and the scorecard of a period."""
         now = self._clock.now()
+        user = await self.user(user_id)
+        scorecard = await self._scorecard(user, query or StatsQuery(), now)
         contacts = await self._contacts.find(
             {"user_id": user_id, "deleted": False}, {"tier": 1, "stage": 1, "due_at": 1}
         )
@@ -824,7 +938,24 @@ class ContactsService:
                 "by_status": dict(Counter(r["status"] for r in refs)),
                 "won_value_by_currency": dict(won),
             },
+            scorecard=scorecard,
         )
+
+    async def _scorecard(self, user: Document, query: StatsQuery, now: datetime) -> Scorecard:
+        span = scorecard_window(query, now, user.get("time_zone"))
+        user_id = user["_id"]
+        during = {"$gte": span.start, "$lt": span.end}
+        items = await self._interactions.find(
+            {"user_id": user_id, "occurred_at": during}, {"kind": 1, "contact_id": 1}
+        )
+        fields = {"direction": 1, "contact_id": 1, "value": 1, "currency": 1}
+        created = await self._referrals.find({"user_id": user_id, "created_at": during}, fields)
+        won = await self._referrals.find({"user_id": user_id, "status_times.won": during}, fields)
+        ids = sorted({d["contact_id"] for d in (*items, *created, *won)})
+        named = await self._contacts.find(
+            {"user_id": user_id, "_id": {"$in": ids}}, {"name": 1, "deleted": 1}
+        )
+        return build_scorecard(span, items, created, won, {d["_id"]: d for d in named})
 
     async def export(self, user_id: str) -> Export:
         """Everything held about the user, including what reminders keeps."""
@@ -842,6 +973,7 @@ class ContactsService:
             contacts=[contact_out(d) for d in await self._contacts.all_of(user_id)],
             interactions=[interaction_out(d) for d in await self._interactions.all_of(user_id)],
             referrals=[referral_out(d) for d in await self._referrals.all_of(user_id)],
+            stage_changes=[stage_change_out(d) for d in await self._stages.all_of(user_id)],
             reminders=reminders,
         )
 
@@ -866,6 +998,7 @@ class ContactsService:
         await self._change("user", "delete", user_id, user_id)
         await self._interactions.delete_user(user_id)
         await self._referrals.delete_user(user_id)
+        await self._stages.delete_user(user_id)
         await self._contacts.delete_user(user_id)
         await self._idempotency.delete_user(user_id)
         await delete_tokens(user_id)
