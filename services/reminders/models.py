@@ -12,7 +12,14 @@ from shared.clock import Instant
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 OPEN_STATES = ("scheduled", "nudged", "snoozed")
-TouchpointState = Literal["scheduled", "nudged", "done", "snoozed", "skipped", "cancelled"]
+TouchpointState = Literal[
+    "scheduled", "nudged", "done", "snoozed", "skipped", "cancelled", "expired"
+]
+ReferralStatus = Literal["open", "contacted", "meeting", "won", "lost"]
+# Interaction kinds of the contacts service that are a touch (a note is not).
+TOUCH_KINDS = ("one_to_one", "coffee", "call", "meeting", "event", "message", "email")
+# The most digests any due item waits for (see docs/reminders.md, "Bounded wait").
+MAX_WAIT_DIGESTS = 3
 JOB_NAMES = ("sync", "sweep", "retry", "reap", "reconcile")
 
 
@@ -53,7 +60,15 @@ class Tiers(BaseModel):
 
 
 class FollowUpRule(BaseModel):
-    """A follow-up rule: when ``trigger`` happens (and ``match`` holds), a touchpoint is due."""
+    """A follow-up rule: when ``trigger`` happens (and ``match`` holds), a touchpoint is due.
+
+    Its lifecycle is data too: which later interactions with the same contact
+    (``closed_by_kinds``) or which referral statuses (``closed_by_status``) mean its purpose is
+    met, and how long after it falls due it expires unanswered (``expire_hours``) instead of
+    escalating for ever. A referral rule with ``on_status`` starts when the referral reaches
+    that status (a won referral given to you: thank them for the closed business) instead of
+    when it is recorded.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -61,11 +76,46 @@ class FollowUpRule(BaseModel):
     trigger: Literal["interaction", "referral", "contact_created"]
     kinds: list[str] = Field(default_factory=list, max_length=20)
     direction: Literal["given", "received"] | None = None
+    on_status: ReferralStatus | None = None
     needs_next_action: bool = False
     delay_hours: float = Field(ge=0, le=24 * 365)
     window_hours: float = Field(default=48, gt=0, le=24 * 365)
     label: str = Field(min_length=1, max_length=80)
     enabled: bool = True
+    # None: the trigger's default (see ``closing_kinds`` and ``closing_statuses``).
+    closed_by_kinds: list[str] | None = Field(default=None, max_length=20)
+    closed_by_status: list[ReferralStatus] | None = Field(default=None, max_length=5)
+    # None: three of its windows after it falls due.
+    expire_hours: float | None = Field(default=None, gt=0, le=24 * 365)
+
+    @field_validator("closed_by_kinds")
+    @classmethod
+    def _kinds(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(kind not in TOUCH_KINDS for kind in value):
+            raise ValueError(f"kinds are among {', '.join(TOUCH_KINDS)}")
+        return value
+
+    def closing_kinds(self) -> frozenset[str]:
+        """Kinds of a later interaction with the contact that meet this follow-up's purpose.
+
+        By default any touch closes a follow-up of an interaction or a new contact (the
+        contact was followed up); nothing closes a referral's follow-up but its status.
+        """
+        if self.closed_by_kinds is not None:
+            return frozenset(self.closed_by_kinds)
+        return frozenset() if self.trigger == "referral" else frozenset(TOUCH_KINDS)
+
+    def closing_statuses(self) -> frozenset[str]:
+        """Referral statuses that meet this follow-up's purpose (won/lost for a given one)."""
+        if self.closed_by_status is not None:
+            return frozenset(self.closed_by_status)
+        if self.trigger == "referral" and self.direction == "given" and self.on_status is None:
+            return frozenset({"won", "lost"})
+        return frozenset()
+
+    def lifetime_hours(self) -> float:
+        """Hours after it falls due that an unanswered follow-up expires."""
+        return self.expire_hours if self.expire_hours is not None else 3 * self.window_hours
 
 
 class FollowUpRules(BaseModel):
@@ -84,6 +134,8 @@ class FollowUpRules(BaseModel):
         return value
 
 
+# Conversations that check on what was agreed at a 1-2-1 (a message or an email may not).
+CONVERSATION_KINDS = ["one_to_one", "coffee", "meeting", "call"]
 DEFAULT_RULES: list[dict[str, Any]] = [
     {
         "id": "after-121",
@@ -92,6 +144,9 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "delay_hours": 24,
         "window_hours": 48,
         "label": "follow up after your 1-2-1",
+        # Any later touch with them is the follow-up.
+        "closed_by_kinds": ["one_to_one", "coffee", "meeting", "call", "message", "email"],
+        "expire_hours": 96,
     },
     {
         "id": "agreed-action",
@@ -100,6 +155,8 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "delay_hours": 24 * 7,
         "window_hours": 72,
         "label": "check on what you agreed",
+        "closed_by_kinds": CONVERSATION_KINDS,
+        "expire_hours": 24 * 7,
     },
     {
         "id": "thank-referral",
@@ -108,6 +165,7 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "delay_hours": 0,
         "window_hours": 24,
         "label": "thank them for the referral",
+        "expire_hours": 72,
     },
     {
         "id": "referral-48h",
@@ -116,6 +174,8 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "delay_hours": 48,
         "window_hours": 48,
         "label": "check how your referral went",
+        "closed_by_status": ["won", "lost"],
+        "expire_hours": 24 * 7,
     },
     {
         "id": "referral-14d",
@@ -124,6 +184,18 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "delay_hours": 24 * 14,
         "window_hours": 72,
         "label": "check on your referral (2 weeks)",
+        "closed_by_status": ["won", "lost"],
+        "expire_hours": 24 * 14,
+    },
+    {
+        "id": "thank-business",
+        "trigger": "referral",
+        "direction": "received",
+        "on_status": "won",
+        "delay_hours": 0,
+        "window_hours": 48,
+        "label": "thank them for the closed business",
+        "expire_hours": 24 * 7,
     },
     {
         "id": "new-contact",
@@ -131,6 +203,7 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "delay_hours": 72,
         "window_hours": 96,
         "label": "first touch with a new contact",
+        "expire_hours": 24 * 14,
     },
 ]
 

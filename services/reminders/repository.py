@@ -325,6 +325,19 @@ class RemindersRepository:
         )
         return result.modified_count
 
+    async def close_touchpoints(
+        self, ids: Sequence[str], state: str, why: str, now: datetime
+    ) -> int:
+        """Close those of these touchpoints still open (one statement), saying why."""
+        result = await self.db.touchpoints.update_many(
+            {"_id": {"$in": list(ids)}, "state": {"$in": list(OPEN_STATES)}},
+            {
+                "$set": {"state": state, "updated_at": now},
+                "$push": {"history": {"at": now, "state": state, "why": why}},
+            },
+        )
+        return result.modified_count
+
     async def mark_nudged(self, ids: Sequence[str], claim_id: str, now: datetime) -> None:
         """Record that a digest carried these touchpoints (idempotent per claim).
 

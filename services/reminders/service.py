@@ -20,7 +20,13 @@ from services.reminders.gateways import (
     NotifierGateway,
     PermanentDispatchError,
 )
-from services.reminders.models import DEFAULT_RULES, DEFAULT_TIERS, JOB_NAMES, OPEN_STATES
+from services.reminders.models import (
+    DEFAULT_RULES,
+    DEFAULT_TIERS,
+    JOB_NAMES,
+    OPEN_STATES,
+    FollowUpRule,
+)
 from services.reminders.policy import Policy
 from services.reminders.repository import JOBS_ID, POLICY_ID, RemindersRepository
 from services.reminders.scheduling import (
@@ -464,47 +470,42 @@ class RemindersService:
         created = _aware(contact.get("created_at") or now)
         for rule in policy.rules:
             if rule.enabled and rule.trigger == "contact_created":
-                await self._follow_up(
-                    rule.id,
-                    rule.label,
-                    rule.delay_hours,
-                    rule.window_hours,
-                    user,
-                    contact,
-                    created,
-                    contact["contact_id"],
-                    now,
-                )
+                await self._follow_up(rule, user, contact, created, contact["contact_id"], now)
 
     async def _follow_up(
         self,
-        rule_id: str,
-        label: str,
-        delay_hours: float,
-        window_hours: float,
+        rule: FollowUpRule,
         user: Doc,
         contact: Doc,
         start: datetime,
         source_id: str,
         now: datetime,
     ) -> None:
-        due = ms(start + timedelta(hours=delay_hours))
-        max_at = ms(due + timedelta(hours=window_hours))
-        if max_at <= now:
+        due = ms(start + timedelta(hours=rule.delay_hours))
+        max_at = ms(due + timedelta(hours=rule.window_hours))
+        expires_at = ms(due + timedelta(hours=max(rule.lifetime_hours(), rule.window_hours)))
+        if max_at <= now or expires_at <= now:
             return  # logged too late for this follow-up to matter
         display = {"contact_name": contact.get("name") or "?", "company": contact.get("company")}
         doc = self._touchpoint(
-            f"fu:{rule_id}:{source_id}",
+            f"fu:{rule.id}:{source_id}",
             user["_id"],
             contact["contact_id"],
             "followup",
-            label,
+            rule.label,
             due,
             max_at,
             now,
             display,
         )
-        doc.update({"rule_id": rule_id, "source_id": source_id})
+        doc.update(
+            {
+                "rule_id": rule.id,
+                "source_id": source_id,
+                "source_at": ms(start),
+                "expires_at": expires_at,
+            }
+        )
         await self.repo.insert_touchpoint(doc)
 
     @staticmethod
@@ -564,38 +565,52 @@ class RemindersService:
             )
             await self.recompute_contact(user, contact, policy)
         now = self.now()
-        if entity.get("kind") == "note":
+        kind = str(entity.get("kind"))
+        if kind == "note":
             return
+        await self._close_met_follow_ups(
+            user_id, contact_id, kind, str(entity["id"]), occurred, policy, now
+        )
         for rule in policy.rules:
-            if not rule.enabled:
+            if not rule.enabled or rule.trigger != "interaction":
                 continue
-            if rule.trigger == "contact_created":
-                # Any interaction is the first touch a new contact was waiting for.
-                tp = await self.repo.get_touchpoint(f"fu:{rule.id}:{contact_id}")
-                if tp is not None and tp["state"] in OPEN_STATES:
-                    await self.repo.update_touchpoint(
-                        tp["_id"],
-                        {"state": "done", "updated_at": now},
-                        {"at": now, "state": "done", "why": "interaction logged"},
-                    )
-                continue
-            if rule.trigger != "interaction":
-                continue
-            if rule.kinds and entity.get("kind") not in rule.kinds:
+            if rule.kinds and kind not in rule.kinds:
                 continue
             if rule.needs_next_action and not entity.get("next_action"):
                 continue
-            await self._follow_up(
-                rule.id,
-                rule.label,
-                rule.delay_hours,
-                rule.window_hours,
-                user,
-                contact,
-                occurred,
-                str(entity["id"]),
-                now,
-            )
+            await self._follow_up(rule, user, contact, occurred, str(entity["id"]), now)
+
+    async def _close_met_follow_ups(
+        self,
+        user_id: str,
+        contact_id: str,
+        kind: str,
+        entity_id: str,
+        occurred: datetime,
+        policy: Policy,
+        now: datetime,
+    ) -> None:
+        """Close the contact's open follow-ups whose purpose an interaction of ``kind`` meets.
+
+        A follow-up closes when its rule names ``kind`` among its closing kinds and the
+        interaction happened after the one that started it (a backdated entry, or a replay of an
+        older one, closes nothing; an interaction never closes its own follow-ups). Any
+        interaction is the first touch a new contact was waiting for.
+        """
+        rules = {rule.id: rule for rule in policy.rules}
+        close: list[str] = []
+        for tp in await self.repo.open_touchpoints(user_id, contact_id):
+            rule = rules.get(str(tp.get("rule_id")))
+            if tp.get("source") != "followup" or rule is None or tp.get("source_id") == entity_id:
+                continue
+            if kind not in rule.closing_kinds():
+                continue
+            started = tp.get("source_at") or tp.get("created_at")
+            if rule.trigger != "contact_created" and started and _aware(started) >= occurred:
+                continue
+            close.append(tp["_id"])
+        if close:
+            await self.repo.close_touchpoints(close, "done", f"later {kind} logged", now)
 
     async def remove_source(
         self, user_id: str, kind: str, entity_id: str, contact_id: str | None
@@ -608,7 +623,7 @@ class RemindersService:
                 await self.apply_contact(entity)
 
     async def apply_referral(self, entity: Doc, *, policy: Policy | None = None) -> None:
-        """A referral was recorded: start the matching follow-ups."""
+        """A referral was recorded or moved along: start or close the matching follow-ups."""
         user_id, contact_id = str(entity["user_id"]), str(entity["contact_id"])
         policy = policy or await self.policy()
         user = await self.repo.get_user(user_id)
@@ -616,22 +631,25 @@ class RemindersService:
         if user is None or contact is None:
             return
         now = self.now()
-        start = instant(entity.get("created_at")) or now
+        referral_id = str(entity["id"])
+        status = str(entity.get("status") or "open")
+        reached = instant((entity.get("status_times") or {}).get(status))
+        close: list[str] = []
         for rule in policy.rules:
-            if rule.enabled and rule.trigger == "referral":
-                if rule.direction and entity.get("direction") != rule.direction:
-                    continue
-                await self._follow_up(
-                    rule.id,
-                    rule.label,
-                    rule.delay_hours,
-                    rule.window_hours,
-                    user,
-                    contact,
-                    start,
-                    str(entity["id"]),
-                    now,
-                )
+            if not rule.enabled or rule.trigger != "referral":
+                continue
+            if rule.direction and entity.get("direction") != rule.direction:
+                continue
+            if status in rule.closing_statuses():
+                # Its purpose is met (the referral was won or lost): close it, start nothing.
+                close.append(f"fu:{rule.id}:{referral_id}")
+            elif rule.on_status is None:
+                start = instant(entity.get("created_at")) or now
+                await self._follow_up(rule, user, contact, start, referral_id, now)
+            elif rule.on_status == status:
+                await self._follow_up(rule, user, contact, reached or now, referral_id, now)
+        if close:
+            await self.repo.close_touchpoints(close, "done", f"referral {status}", now)
 
     async def apply_change(self, change: Doc, policy: Policy) -> None:
         """Apply one change-feed record (idempotent: replays are harmless)."""

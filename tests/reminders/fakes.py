@@ -154,6 +154,33 @@ class FakeContacts:
         self._refresh_last(contact_id)
         return interaction
 
+    def add_referral(self, user_id: str, contact_id: str, direction: str) -> str:
+        """Record a referral as the app would; returns its id."""
+        referral_id = uuid.uuid4().hex[:12]
+        self.referrals[referral_id] = {
+            "id": referral_id,
+            "user_id": user_id,
+            "contact_id": contact_id,
+            "direction": direction,
+            "status": "open",
+            "status_times": {"open": _iso(self.clock.now())},
+            "created_at": _iso(self.clock.now()),
+            "updated_at": _iso(self.clock.now()),
+        }
+        self._change("referral", "upsert", user_id, referral_id)
+        return referral_id
+
+    def move_referral(self, referral_id: str, status: str) -> None:
+        """Move a referral along its pipeline (open → contacted → meeting → won | lost)."""
+        referral = self.referrals[referral_id]
+        referral["status"] = status
+        referral["status_times"] = {
+            **referral.get("status_times", {}),
+            status: _iso(self.clock.now()),
+        }
+        referral["updated_at"] = _iso(self.clock.now())
+        self._change("referral", "upsert", referral["user_id"], referral_id)
+
     def _refresh_last(self, contact_id: str) -> None:
         times = [
             i["occurred_at"]
@@ -359,6 +386,8 @@ class FakeNotifier:
     batches: int = 0
     # False: answer the batch endpoint with 404, as a notifier from before it would.
     batch_enabled: bool = True
+    # Numbers that replied STOP: their messages are stored as suppressed, never sent.
+    opted_out: set[str] = field(default_factory=set)
 
     def app(self) -> web.Application:
         """The fake notifier internal API."""
@@ -417,13 +446,14 @@ class FakeNotifier:
         if self.refuse or not str(body.get("to", "")).startswith("+"):
             return 422, {"status": 422}
         now = _iso(self.clock.now())
+        suppressed = body.get("to") in self.opted_out
         message = {
             **body,
             "id": uuid.uuid4().hex,
-            "status": "queued",
+            "status": "suppressed" if suppressed else "queued",
             "attempts": 0,
-            "error_code": None,
-            "error_message": None,
+            "error_code": 21610 if suppressed else None,
+            "error_message": "the recipient has opted out" if suppressed else None,
             "provider_sid": None,
             "segments": 1,
             "encoding": "GSM-7",
