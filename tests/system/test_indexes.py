@@ -380,6 +380,10 @@ async def contacts_flows(stack: Stack) -> dict[str, str]:
     await contacts.call("GET", f"{dana}/interactions?limit=1&cursor={page['next']}", token=me)
     await contacts.call("DELETE", f"/v1/interactions/{call['id']}", token=me)
     assert one["id"]
+    await contacts.call("GET", f"/v1/interactions/{one['id']}", token=me)
+    await contacts.call("PATCH", f"/v1/interactions/{one['id']}", {"notes": "moving"}, token=me)
+    stages = await contacts.call("GET", f"{dana}/stages?limit=1", token=me)
+    await contacts.call("GET", f"{dana}/stages?limit=1&cursor={stages['next']}", token=me)
 
     # Referrals each way, listed by every filter, moved along, one deleted.
     refs = []
@@ -410,7 +414,14 @@ async def contacts_flows(stack: Stack) -> dict[str, str]:
         "PATCH", f"/v1/referrals/{refs[0]['id']}", {"status": "contacted"}, token=me
     )
     await contacts.call("DELETE", f"/v1/referrals/{refs[2]['id']}", token=me)
+    await contacts.call(
+        "PATCH",
+        f"/v1/referrals/{refs[0]['id']}",
+        {"status": "won", "value": 900, "currency": "USD"},
+        token=me,
+    )
     await contacts.call("GET", "/v1/stats", token=me)
+    await contacts.call("GET", "/v1/stats?period=week&offset=-1", token=me)
 
     # The internal API other services (and the CLI) use.
     internal = service_token("reminders", "contacts")
