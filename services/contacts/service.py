@@ -616,6 +616,11 @@ class ContactsService:
         fields["due_at"] = due_at({**contact, **fields})
         fields["updated_at"] = self._clock.now()
         await self._change("contact", "upsert", user_id, contact_id)
+        if contact.get("interactions_by_kind", {}) != fields["interactions_by_kind"]:
+            # FerretDB v1 skips a $set of an embedded document whose values equal the old
+            # one's, whatever its keys ({"call": 1} stays when set to {"one_to_one": 1}, as an
+            # edited kind does): empty the map first, so the set below always writes it.
+            await self._contacts.set(user_id, contact_id, {"interactions_by_kind": {}})
         await self._contacts.bump(user_id, contact_id, fields)
 
     async def log_interaction(
