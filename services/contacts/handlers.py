@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from services.contacts.importing import parse_file, read_upload
 from services.contacts.keys import AUTH_SERVICE, CONTACTS_SERVICE, IDEMPOTENCY
 from services.contacts.models import (
     ByPhoneQuery,
@@ -17,6 +20,7 @@ from services.contacts.models import (
     ContactCreate,
     ContactPatch,
     ContactQuery,
+    ImportQuery,
     InteractionCreate,
     InteractionPatch,
     InternalContactPage,
@@ -211,6 +215,26 @@ async def create_contact(request: web.Request) -> web.Response:
         # The version a create makes; a replay answers as the first time did.
         response.headers["ETag"] = make_etag(created["id"], 1)
     return response
+
+
+async def import_contacts(request: web.Request) -> web.Response:
+    """Import contacts from a vCard or CSV file; ``dry_run`` previews each row's outcome."""
+    user_id = require_user(request)
+    query = parse_query(request, ImportQuery)
+    svc = _svc(request)
+    upload = await read_upload(request, svc.settings.import_max_bytes)
+    # Parsing thousands of cards takes a while: off the event loop.
+    parsed = await asyncio.to_thread(parse_file, upload, svc.settings.import_max_rows)
+    if query.dry_run:
+        return _json(await svc.import_contacts(user_id, parsed, dry_run=True))
+
+    async def produce() -> tuple[int, Any]:
+        result = await svc.import_contacts(user_id, parsed, dry_run=False)
+        return 200, result.model_dump(mode="json")
+
+    # The same file again with the same key replays the report; another file is a 422.
+    body = {"sha256": hashlib.sha256(upload.raw).hexdigest(), "format": parsed.format}
+    return await _idempotent(request, idempotency_scope("import", user_id), body, produce)
 
 
 async def get_contact(request: web.Request) -> web.Response:

@@ -399,6 +399,63 @@ class ContactPage(Out):
     next: str | None
 
 
+class ImportQuery(Strict):
+    """Options of a contact import."""
+
+    dry_run: bool = Field(default=False, description="preview the outcome of each row only")
+
+
+class FieldWarning(Out):
+    """A value of a row that was left out (the rest of the row was kept)."""
+
+    field: str
+    message: str
+
+
+class ImportedContact(Out):
+    """A row's contact as it would be (or was) created: normalised, E.164 phones."""
+
+    name: str
+    company: str | None
+    title: str | None
+    phones: list[Phone]
+    emails: list[str]
+    birthday: str | None
+    tags: list[str]
+
+
+class ImportRow(Out):
+    """What happened (or, in a dry run, would happen) to one card or CSV row."""
+
+    row: int = Field(description="1-based position of the card or data row in the file")
+    outcome: Literal["create", "duplicate", "skipped"]
+    reason: str | None = Field(description="why a row is a duplicate or was skipped")
+    contact_id: str | None = Field(description="the contact created (committed imports)")
+    duplicate_of: str | None = Field(description="the existing contact it duplicates")
+    duplicate_of_row: int | None = Field(description="the earlier row of the file it repeats")
+    matched_by: Literal["phone", "email", "name"] | None
+    contact: ImportedContact | None
+    warnings: list[FieldWarning]
+
+
+class ImportSummary(Out):
+    """How many rows had each outcome."""
+
+    rows: int
+    create: int
+    duplicate: int
+    skipped: int
+
+
+class ImportReport(Out):
+    """The per-row report of a contact import (or its preview, ``dry_run``)."""
+
+    dry_run: bool
+    format: Literal["vcard", "google_csv", "outlook_csv"]
+    summary: ImportSummary
+    rows: list[ImportRow]
+
+
 class InternalContact(Out):
     """A contact as other services see it (never the private notes)."""
 

@@ -91,11 +91,20 @@ def _operation(route: Route, schemas: dict[Any, Any]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": schemas[(route.body, "validation")]}},
         }
+    if route.uploads:
+        binary = {"type": "string", "format": "binary"}
+        content: dict[str, Any] = {media: {"schema": binary} for media in route.uploads}
+        content["multipart/form-data"] = {
+            "schema": {"type": "object", "required": ["file"], "properties": {"file": binary}}
+        }
+        op["requestBody"] = {"required": True, "content": content}
     ok: dict[str, Any] = {"description": HTTPStatus(route.status).phrase}
     if route.response is not None:
         ok["content"] = {"application/json": {"schema": schemas[(route.response, "serialization")]}}
     op["responses"][str(route.status)] = ok
     errors = set(route.errors) | {404}
+    if route.uploads:
+        errors |= {400, 413, 415, 422}
     if route.body is not None or route.query is not None:
         # 400 for a body that does not parse, or a page cursor that is not one of ours.
         errors |= {400, 413, 415, 422} if route.body is not None else {400, 422}

@@ -289,6 +289,11 @@ class OwnedRepository:
         """Store a new document."""
         await self._col.insert_one(doc)
 
+    async def insert_many(self, docs: Sequence[Document]) -> None:
+        """Store new documents in one round trip (in order; the first failure stops the rest)."""
+        if docs:
+            await self._col.insert_many(list(docs), ordered=True)
+
     async def set(self, user_id: str, entity_id: str, fields: Document) -> None:
         """Set fields of one of the user's documents."""
         await self._col.update_one({"_id": entity_id, "user_id": user_id}, {"$set": fields})
@@ -375,13 +380,13 @@ class ReferralRepository(OwnedRepository):
     collection = REFERRALS
 
 
-ScopeKind = Literal["contact", "interaction", "referral"]
 class StageRepository(OwnedRepository):
     """Stage changes of contacts (the relationship ladder's history)."""
 
     collection = STAGES
 
 
+ScopeKind = Literal["contact", "interaction", "referral", "import"]
 
 
 def idempotency_scope(kind: ScopeKind, user_id: str, *parts: str) -> str:
@@ -436,6 +441,29 @@ class ChangeRepository:
                 "user_id": user_id,
                 "entity_id": entity_id,
             }
+        )
+
+    async def record_many(self, entries: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """Write change records ``(id, kind, op, user_id, entity_id)`` in one round trip.
+
+        Like :meth:`record`, BEFORE the entity writes they announce; all share one stamp.
+        """
+        if not entries:
+            return
+        stamp = self._wall.now()
+        await self._col.insert_many(
+            [
+                {
+                    "_id": cid,
+                    "stamp": stamp,
+                    "kind": kind,
+                    "op": op,
+                    "user_id": uid,
+                    "entity_id": eid,
+                }
+                for cid, kind, op, uid, eid in entries
+            ],
+            ordered=True,
         )
 
     async def page(

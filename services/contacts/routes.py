@@ -30,6 +30,8 @@ class Route:
     tag: str = "contacts"
     headers: tuple[str, ...] = ()
     errors: tuple[int, ...] = field(default=())
+    # Media types of a file taken as the raw body or the "file" part of a form (imports).
+    uploads: tuple[str, ...] = ()
 
     @property
     def public(self) -> bool:
@@ -60,6 +62,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/contacts", h.list_contacts, m.ContactPage, query=m.ContactQuery),
     Route("POST", "/v1/contacts", h.create_contact, m.Contact, 201, m.ContactCreate,
           headers=IDEM, errors=(409,)),
+    Route("POST", "/v1/contacts:import", h.import_contacts, m.ImportReport, 200,
+          query=m.ImportQuery, headers=IDEM, errors=(409, 413, 415),
+          uploads=("text/vcard", "text/csv")),
     Route("GET", "/v1/contacts/{contact_id}", h.get_contact, m.Contact),
     Route("PATCH", "/v1/contacts/{contact_id}", h.patch_contact, m.Contact, 200, m.ContactPatch,
           headers=MATCH, errors=(412,)),

@@ -35,6 +35,9 @@ class ContactsSettings(ServiceSettings):
     change_retention_days: int = Field(default=30, ge=1, le=3650)
     idempotency_ttl_s: int = Field(default=86400, ge=60, le=30 * 86400)
     cleanup_interval_s: float = Field(default=600.0, ge=1, le=86400)
+    # Contact import (POST /v1/contacts:import): the largest file, and most cards or rows in it.
+    import_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    import_max_rows: int = Field(default=5000, ge=1, le=100_000)
 
     @field_validator("operator_phones")
     @classmethod
