@@ -58,13 +58,20 @@ async def contacts_of(client: Client, user: dict[str, Any]) -> list[dict[str, An
 
 async def contact_changes(client: Client) -> list[str]:
     token = issue_service_token(INTERNAL_SECRET, "reminders", "contacts")
-    resp = await client.get(
-        "/internal/v1/changes",
-        params={"limit": "500"},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert resp.status == 200
-    return [c["entity_id"] for c in (await resp.json())["changes"] if c["kind"] == "contact"]
+    found: list[str] = []
+    after: dict[str, str] = {}
+    while True:
+        resp = await client.get(
+            "/internal/v1/changes",
+            params={"limit": "500", **after},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert resp.status == 200
+        page = await resp.json()
+        found += [c["entity_id"] for c in page["changes"] if c["kind"] == "contact"]
+        if not page["changes"]:
+            return found
+        after = {"after": page["next"]}
 
 
 def outcomes(report: dict[str, Any]) -> list[str]:
@@ -444,3 +451,26 @@ async def test_openapi_describes_the_upload(client: Client) -> None:
     }  # fmt: skip
     assert {"200", "400", "409", "413", "415", "422"} <= set(operation["responses"])
     assert [p["name"] for p in operation["parameters"]] == ["dry_run", "Idempotency-Key"]
+
+
+def many_cards(count: int) -> bytes:
+    card = (
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nPRODID:-//Apple Inc.//iPhone OS 17.5//EN\r\n"
+        "N:Member{i};Chapter;;;\r\nFN:Chapter Member{i}\r\nORG:Firm {i};\r\n"
+        "item1.EMAIL;type=INTERNET;type=pref:member{i}@chapter.example\r\n"
+        "TEL;type=CELL;type=VOICE;type=pref:(415) 555-{i:04d}\r\n"
+        "TEL;type=WORK:+1 212 555 {i:04d}\r\nBDAY:1980-04-12\r\nEND:VCARD\r\n"
+    )
+    return "".join(card.format(i=i) for i in range(count)).encode()
+
+
+@pytest.mark.slow
+async def test_a_thousand_cards_then_the_same_again(client: Client, alice: dict[str, Any]) -> None:
+    data = many_cards(1000)
+    preview = await imported(client, alice, data, dry_run=True)
+    assert preview["summary"]["create"] == 1000
+    report = await imported(client, alice, data)
+    assert report["summary"] == {"rows": 1000, "create": 1000, "duplicate": 0, "skipped": 0}
+    assert len(set(await contact_changes(client))) == 1000
+    again = await imported(client, alice, data)
+    assert again["summary"]["duplicate"] == 1000
