@@ -100,3 +100,15 @@ def test_ingress_exposes_only_public_paths() -> None:
     assert ("api.touchbase.example.com", "/v1", "contacts") in paths
     for _, _, backend in paths:
         assert backend in PORTS
+
+
+def test_only_contact_import_takes_large_bodies() -> None:
+    ingresses = _by_kind("Ingress")
+    annotation = "nginx.ingress.kubernetes.io/proxy-body-size"
+    assert ingresses["touchbase"]["metadata"]["annotations"][annotation] == "64k"
+    large = ingresses["touchbase-import"]
+    assert large["metadata"]["annotations"][annotation] == "6m"
+    paths = [p for rule in large["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert [(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in paths] == [
+        ("/v1/contacts:import", "Exact", "contacts")
+    ]
