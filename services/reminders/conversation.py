@@ -181,11 +181,15 @@ class Conversation:
             "contacts": [],
             "undone": False,
         }
-        for index, target in enumerate(targets):
+        acting, also = _distinct(cmd, targets)
+        for index, target in enumerate(acting):
             key = f"reply:{sid}:{index}"
             marks = {name: len(undo[name]) for name in _UNDO_LISTS}
             try:
                 line, action = await self._one(user, cmd, target, key, undo, now)
+                if action is not None:
+                    for other in also.get(index, []):
+                        await self._also_done(user["_id"], other, cmd, undo, now)
             except (NotFound, ValidationFailed) as refused:
                 # contacts refused this one (contact deleted since the list, an entry it will
                 # not take): say so and go on with the others; nothing of it was written.
@@ -199,6 +203,23 @@ class Conversation:
             return {"reply": " ".join(lines), "actions": actions}
         await self.repo.add_undo(undo)
         return {"reply": " ".join(lines) + " UNDO to revert.", "actions": actions}
+
+    async def _also_done(
+        self, user_id: str, target: Target, cmd: Command, undo: Doc, now: datetime
+    ) -> None:
+        """Another item of the same reply about a contact already acted on: close it only."""
+        if not target.touchpoint_id:
+            return
+        tp = await self.repo.get_touchpoint(target.touchpoint_id)
+        # A cadence item is reset by the touch just logged; other open items are done by it.
+        if tp is None or tp["state"] not in OPEN_STATES or tp.get("source") == "cadence":
+            return
+        await self._snapshot_tp(undo, tp)
+        await self.repo.update_touchpoint(
+            tp["_id"],
+            {"state": "done", "updated_at": now},
+            {"at": now, "state": "done", "why": cmd.kind},
+        )
 
     @staticmethod
     def _refusal(target: Target, refused: DomainError) -> str:
@@ -593,6 +614,32 @@ class Conversation:
                 )
             ],
         }
+
+
+def _distinct(cmd: Command, targets: list[Target]) -> tuple[list[Target], dict[int, list[Target]]]:
+    """The targets a reply acts on once each, and the other items each one also closes.
+
+    ``DONE 1 1`` or ``DONE 1 2 3`` naming one contact three times logs one touch (one 1-2-1, one
+    note, one referral), not one per number; the contact's other items named are closed by it.
+    SNOOZE and SKIP act on each item named, once.
+    """
+    acting: list[Target] = []
+    also: dict[int, list[Target]] = {}
+    first: dict[tuple[str | None, str | None], int] = {}
+    seen: set[tuple[str | None, str | None]] = set()
+    per_item = cmd.kind in ("snoozed", "skipped")
+    for target in targets:
+        exact = (target.contact_id, target.touchpoint_id)
+        if exact in seen:
+            continue
+        seen.add(exact)
+        key = exact if per_item or target.contact_id is None else (target.contact_id, None)
+        if key in first:
+            also.setdefault(first[key], []).append(target)
+            continue
+        first[key] = len(acting)
+        acting.append(target)
+    return acting, also
 
 
 def _command_doc(cmd: Command) -> Doc:

@@ -215,4 +215,54 @@ async def _say(client: Client, clock: ControllableClock, uid: str, text: str) ->
     return answer
 
 
+async def test_repeated_items_in_one_reply_act_once(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user(phone="+15550000000")
+    dana = fakes.contacts.add_contact(
+        uid, "Dana Lee", birthday="03-02", last_interaction_at=START - timedelta(days=45)
+    )
+    sam = fakes.contacts.add_contact(
+        uid, "Sam Park", last_interaction_at=START - timedelta(days=40)
+    )
+    await sync(client)
+    await service.add_one_off(uid, dana, "Dana Lee", "send the deck", START)
+    body = await _digest(service, clock, uid)
+    assert body is not None
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    items = user["last_digest"]["items"]
+    dana_items = [i["n"] for i in items if i["contact_id"] == dana]
+    sam_item = next(i["n"] for i in items if i["contact_id"] == sam)
+    assert len(dana_items) == 3
+    numbers = [*dana_items, sam_item, *dana_items, dana_items[0]]
+    answer = await _say(client, clock, uid, "DONE " + " ".join(map(str, numbers)))
+    logged = list(fakes.contacts.interactions.values())
+    assert sorted(i["contact_id"] for i in logged) == sorted([dana, sam]), answer
+    assert answer["reply"].count("Dana Lee") == 1, answer
+    assert len([a for a in answer["actions"] if a["contact_id"] == dana]) == 1
+    # Every item named is closed all the same: the birthday and the one-off done, the cadence
+    # reset by the one touch logged.
+    for tp in await service.repo.touchpoints_of(uid):
+        if tp["contact_id"] == dana and tp["source"] in ("birthday", "oneoff"):
+            assert tp["state"] == "done", tp
+    cad = await service.repo.get_touchpoint(f"cad:{uid}:{dana}")
+    assert cad is not None
+    assert cad["due_at"] > clock.now()
+    # UNDO reverts the one interaction and reopens every item.
+    clock.advance(timedelta(minutes=1))
+    resp = await client.post(
+        "/internal/v1/replies",
+        json={"user_id": uid, "from": "+15550000000", "text": "UNDO", "message_sid": "SM2"},
+        headers=service_headers(clock),
+    )
+    assert resp.status == 200
+    assert [i["contact_id"] for i in fakes.contacts.interactions.values()] == []
+    for tp in await service.repo.touchpoints_of(uid):
+        if tp["contact_id"] == dana and tp["source"] in ("birthday", "oneoff"):
+            assert tp["state"] == "nudged", tp
+
+
 # -- 6. undelivered digests ------------------------------------------------------------------------
