@@ -217,6 +217,7 @@ async def get_nudges(request: web.Request) -> web.Response:
             "segments": c.get("segments"),
             "attempts": c.get("attempts", 0),
             "message_id": c.get("message_id"),
+            "message_status": c.get("message_status"),
             "error": c.get("error"),
             "created_at": c.get("created_at"),
             "updated_at": c.get("updated_at"),

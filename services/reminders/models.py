@@ -165,7 +165,7 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "delay_hours": 0,
         "window_hours": 24,
         "label": "thank them for the referral",
-        "expire_hours": 72,
+        "expire_hours": 24 * 7,
     },
     {
         "id": "referral-48h",

@@ -348,11 +348,16 @@ class RemindersRepository:
         await self.mark_nudged_many([(ids, claim_id)], now)
 
     async def mark_nudged_many(
-        self, nudges: Sequence[tuple[Sequence[str], str]], now: datetime
+        self,
+        nudges: Sequence[tuple[Sequence[str], str]],
+        now: datetime,
+        waiting: Sequence[tuple[Sequence[str], str]] = (),
     ) -> None:
-        """:meth:`mark_nudged` for many claims ``(touchpoint ids, claim id)`` in one round trip."""
-        if not nudges:
-            return
+        """:meth:`mark_nudged` for many claims ``(touchpoint ids, claim id)`` in one round trip.
+
+        ``waiting`` holds the touchpoints each digest left out: each counts one more wait (once
+        per claim), and a nudge resets the count, in the same round trip.
+        """
         operations = [
             UpdateMany(
                 {
@@ -366,6 +371,7 @@ class RemindersRepository:
                         "last_claim": claim_id,
                         "last_nudged_at": now,
                         "updated_at": now,
+                        "waits": 0,
                     },
                     "$inc": {"nudge_count": 1},
                     "$push": {"history": {"at": now, "state": "nudged", "claim": claim_id}},
@@ -374,8 +380,35 @@ class RemindersRepository:
             for ids, claim_id in nudges
             if ids
         ]
+        operations += [
+            UpdateMany(
+                {
+                    "_id": {"$in": list(ids)},
+                    "last_wait_claim": {"$ne": claim_id},
+                    "state": {"$in": list(OPEN_STATES)},
+                },
+                {"$set": {"last_wait_claim": claim_id}, "$inc": {"waits": 1}},
+            )
+            for ids, claim_id in waiting
+            if ids
+        ]
         if operations:
             await self.db.touchpoints.bulk_write(operations, ordered=False)
+
+    async def unmark_nudged(
+        self, ids: Sequence[str], claim_id: str, why: str, now: datetime
+    ) -> None:
+        """Undo what an undelivered digest recorded: its touchpoints are due, not nudged."""
+        if not ids:
+            return
+        await self.db.touchpoints.update_many(
+            {"_id": {"$in": list(ids)}, "last_claim": claim_id, "state": "nudged"},
+            {
+                "$set": {"state": "scheduled", "updated_at": now},
+                "$inc": {"nudge_count": -1},
+                "$push": {"history": {"at": now, "state": "scheduled", "why": why}},
+            },
+        )
 
     # -- dispatch claims -------------------------------------------------------------------
     async def claim(self, doc: Document) -> bool:
@@ -481,7 +514,8 @@ class RemindersRepository:
         if user_id:
             query["user_id"] = user_id
         if state:
-            query["state"] = state
+            # A state (failed, recorded...) or the notifier's message status (suppressed...).
+            query["$or"] = [{"state": state}, {"message_status": state}]
         return await self.db.dispatches.find(query).sort("created_at", -1).limit(limit).to_list()
 
     # -- replies and undo ------------------------------------------------------------------

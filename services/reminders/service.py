@@ -24,6 +24,7 @@ from services.reminders.models import (
     DEFAULT_RULES,
     DEFAULT_TIERS,
     JOB_NAMES,
+    MAX_WAIT_DIGESTS,
     OPEN_STATES,
     FollowUpRule,
 )
@@ -70,6 +71,12 @@ def instant(value: Any) -> datetime | None:
         return None
 
 
+def _not_sent(message: Doc) -> str:
+    """Why a digest's message did not reach the phone, as operators see it."""
+    code = message.get("error_code")
+    return f"notifier reports {message.get('status')}" + (f" (error {code})" if code else "")
+
+
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -97,6 +104,7 @@ class Finish:
     def keep(self, claim: Doc, message: Doc | None) -> None:
         """Hold the parts of a dispatched claim and message that :meth:`record` reads."""
         self.claim = {k: claim[k] for k in ("_id", "user_id", "items", "created_at")}
+        self.claim["left_out_ids"] = claim.get("left_out_ids") or []
         if message is not None:
             self.message = {"id": message.get("id"), "status": message.get("status")}
 
@@ -450,19 +458,14 @@ class RemindersService:
         if day is None or keep is None:
             return
         due = ms(local_instant(day, time(0, 0), zone(tz_name)))
-        if due + timedelta(days=1) <= now:
+        # Retired at the end of its day in the user's zone (23 or 25 hours on a DST change).
+        ends = ms(local_instant(day + timedelta(days=1), time(0, 0), zone(tz_name)))
+        if ends <= now:
             return
         doc = self._touchpoint(
-            keep,
-            user_id,
-            contact_id,
-            "birthday",
-            "birthday",
-            due,
-            due + timedelta(days=1),
-            now,
-            display,
+            keep, user_id, contact_id, "birthday", "birthday", due, ends, now, display
         )
+        doc["expires_at"] = ends
         await self.repo.insert_touchpoint(doc)
 
     async def _new_contact_rules(self, user: Doc, contact: Doc, policy: Policy) -> None:
@@ -845,8 +848,18 @@ class RemindersService:
         waiting = [entry for entry in waiting if entry[2] not in taken]
         due: dict[str, list[Doc]] = defaultdict(list)
         if waiting:
+            expired: list[str] = []
             for tp in await self.repo.due_touchpoints([u["_id"] for u, _, _ in waiting], now):
-                due[tp["user_id"]].append(tp)
+                ends = expires_at(tp)
+                if ends is not None and ends <= now:
+                    expired.append(tp["_id"])
+                else:
+                    due[tp["user_id"]].append(tp)
+            if expired:
+                # Past their purpose (a follow-up long unanswered, a birthday after its day):
+                # retired instead of offered again. One statement for the batch, and only when
+                # something expired.
+                await self.repo.close_touchpoints(expired, "expired", "past its purpose", now)
         claims: list[tuple[Doc, Finish]] = []
         for user, done, claim_id in waiting:
             outcome, claim = await self._claim_for(
@@ -864,6 +877,10 @@ class RemindersService:
         for (claim, done), (outcome, message) in zip(mine, results, strict=True):
             if outcome == "sent":
                 done.keep(claim, message)
+                status = str((message or {}).get("status"))
+                if status in FAILED_DELIVERY:
+                    # Stored but never to be sent (an opted-out number): recorded as failed.
+                    outcome = "suppressed" if status == "suppressed" else "failed"
             outcomes.append((outcome, done))
         return outcomes
 
@@ -918,6 +935,8 @@ class RemindersService:
                 for n, i in enumerate(digest.items, start=1)
             ],
             "left_out": len(digest.left_out),
+            # Counted as a wait of each (bounded: see ``priority``) when the digest is recorded.
+            "left_out_ids": [i.touchpoint_id for i in digest.left_out],
             "expires_at": window.closes_at(send_at),
             "attempts": 0,
             "owner": self.replica,
@@ -1051,12 +1070,18 @@ class RemindersService:
         if not dispatched:
             return
         now = self.now()
+        delivered = [
+            (claim, message)
+            for claim, message in dispatched
+            if str((message or {}).get("status")) not in FAILED_DELIVERY
+        ]
         await self.repo.mark_nudged_many(
             [
                 ([i["touchpoint_id"] for i in claim["items"]], claim["_id"])
-                for claim, _ in dispatched
+                for claim, _ in delivered
             ],
             now,
+            waiting=[(claim.get("left_out_ids") or [], claim["_id"]) for claim, _ in delivered],
         )
         await self.repo.set_last_digests(
             [
@@ -1064,16 +1089,20 @@ class RemindersService:
                     claim["user_id"],
                     {"claim_id": claim["_id"], "items": claim["items"], "at": claim["created_at"]},
                 )
-                for claim, _ in dispatched
+                for claim, _ in delivered
             ]
         )
         changes: list[tuple[str, Doc, Doc | None]] = []
         for claim, message in dispatched:
             fields: Doc = {"state": "recorded", "recorded_at": now, "updated_at": now}
             if message is not None:
-                fields.update(
-                    {"message_id": message.get("id"), "message_status": message.get("status")}
-                )
+                status = message.get("status")
+                fields.update({"message_id": message.get("id"), "message_status": status})
+                if status in FAILED_DELIVERY:
+                    # The notifier will never send it (the user opted out): its items stay due
+                    # and un-nudged, and operators see it with the failures.
+                    fields.update({"state": "failed", "error": _not_sent(message)})
+                    log.warning("digest %s will not be delivered: %s", claim["_id"], status)
             changes.append((claim["_id"], fields, {"attempts": 1}))
         await self.repo.update_claims(changes)
 
@@ -1124,16 +1153,15 @@ class RemindersService:
             status = str(message.get("status"))
             fields: Doc = {"message_status": status, "updated_at": now}
             if status in FAILED_DELIVERY:
-                fields.update(
-                    {
-                        "state": "failed",
-                        "error": f"notifier reports {status}"
-                        + (
-                            f" (error {message['error_code']})" if message.get("error_code") else ""
-                        ),
-                    }
-                )
+                fields.update({"state": "failed", "error": _not_sent(message)})
                 log.warning("digest %s was not delivered: %s", claim["_id"], status)
+                # The user never saw it: its items are due again, as if it had not been sent.
+                await self.repo.unmark_nudged(
+                    [i["touchpoint_id"] for i in claim.get("items", [])],
+                    claim["_id"],
+                    f"digest not delivered ({status})",
+                    now,
+                )
                 stats["undelivered"] += 1
             else:
                 stats["delivery_updated"] += 1
@@ -1238,14 +1266,33 @@ class RemindersService:
         return False
 
 
+# An item left out of this many digests in a row goes ahead of everything that waited less, so
+# it reaches the next one: no due item waits more than MAX_WAIT_DIGESTS of its user's digests.
+WAIT_BOOST_AFTER = MAX_WAIT_DIGESTS - 1
+
+
 def priority(tp: Doc, now: datetime) -> float:
-    """Rank of a due touchpoint: escalated first, then follow-ups, birthdays, cadences."""
+    """Rank of a due touchpoint: long-waiting first, then birthdays (on their day), escalated,
+    follow-ups, one-offs, cadences by how overdue."""
     due = _aware(tp["due_at"])
     overdue_days = max((now - due).total_seconds() / 86400, 0)
+    waits = int(tp.get("waits") or 0)
+    if waits >= WAIT_BOOST_AFTER:
+        return 10_000 + 1000 * waits + min(overdue_days, 999)
+    if tp.get("source") == "birthday":
+        return 2000  # it expires at the end of its day
     if now >= _aware(tp["max_at"]):
-        return 1000 + overdue_days
-    base = {"followup": 500, "birthday": 600, "oneoff": 400}.get(tp.get("source", ""), 100)
+        return 1000 + min(overdue_days, 999)
+    base = {"followup": 500, "oneoff": 400}.get(tp.get("source", ""), 100)
     return base + min(overdue_days, 99)
+
+
+def expires_at(tp: Doc) -> datetime | None:
+    """When an unanswered touchpoint's purpose has passed (a birthday after its day)."""
+    value = tp.get("expires_at")
+    if value is None and tp.get("source") == "birthday":
+        value = tp.get("max_at")  # written before birthdays carried their own expiry
+    return None if value is None else _aware(value)
 
 
 def describe(tp: Doc, now: datetime) -> str:

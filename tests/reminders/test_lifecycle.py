@@ -3,7 +3,7 @@ the bounded wait of every due item, repeated reply items and undelivered digests
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -185,6 +185,55 @@ async def test_a_new_one_to_one_closes_the_previous_ones_follow_up_but_not_its_o
 
 
 # -- 3. bounded wait and expiry --------------------------------------------------------------------
+async def test_every_due_item_reaches_a_digest_within_three(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """Escalated items left unanswered come back every digest; they must not starve the rest."""
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    await service.ensure_user(uid)
+    await service.repo.update_user(uid, {"prefs": {"daily_budget": 1}})
+    # Escalated: tier A, 40 days since the last touch (maximum 28).
+    fakes.contacts.add_contact(
+        uid, "Esc Alpha", tier="A", last_interaction_at=START - timedelta(days=40)
+    )
+    reconnect = fakes.contacts.add_contact(
+        uid, "Rae Overdue", tier="B", last_interaction_at=START - timedelta(days=33)
+    )
+    await sync(client)
+    bodies = []
+    for _ in range(3):
+        body = await _digest(service, clock, uid)
+        assert body is not None
+        bodies.append(body)
+    assert "Esc Alpha" in bodies[0]
+    assert any("Rae Overdue" in body for body in bodies), bodies
+    tp = await service.repo.get_touchpoint(f"cad:{uid}:{reconnect}")
+    assert tp is not None
+    assert tp["nudge_count"] == 1
+    assert tp.get("waits", 0) == 0
+
+
+async def test_a_follow_up_past_its_purpose_expires(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user()
+    cid = fakes.contacts.add_contact(uid, "Dana Lee", last_interaction_at=START)
+    meeting = fakes.contacts.log(uid, cid, {"kind": "one_to_one"})
+    await sync(client)
+    after = f"fu:after-121:{meeting['id']}"
+    tp = await service.repo.get_touchpoint(after)
+    assert tp is not None
+    assert tp["expires_at"] == START + timedelta(days=1, hours=96)
+    clock.set(START + timedelta(days=6), frozen=True)
+    body = await _digest(service, clock, uid)
+    assert body is None or "follow up after your 1-2-1" not in body
+    assert await _state(service, after) == "expired"
+
+
 # -- 4. birthdays ----------------------------------------------------------------------------------
 async def _birthday_lines(
     client: Client, fakes: Fakes, clock: ControllableClock, birthday: str, days: int
@@ -201,6 +250,30 @@ async def _birthday_lines(
         # The daily reconcile runs after the digest.
         await ChangeFeedConsumer(service, 100).reconcile()
     return seen
+
+
+async def test_leap_day_birthday_is_nudged_once_on_28_february(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    clock.set(datetime(2027, 2, 26, 12, tzinfo=UTC), frozen=True)
+    client = await make_client()
+    for birthday in ("02-29", "1996-02-29"):
+        seen = await _birthday_lines(client, fakes, clock, birthday, 5)
+        assert [day for day, said in seen if said] == ["2027-02-28"], (birthday, seen)
+        clock.set(datetime(2027, 2, 26, 12, tzinfo=UTC), frozen=True)
+
+
+async def test_birthday_is_said_only_on_its_day_even_when_reconcile_runs_after_the_digest(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    seen = await _birthday_lines(client, fakes, clock, "03-04", 5)
+    assert [day for day, said in seen if said] == ["2026-03-04"], seen
+    # Next year's is scheduled, once.
+    service = svc(client)
+    uid = next(iter(fakes.contacts.users))
+    open_bd = [tp for tp in await service.repo.open_touchpoints(uid) if tp["source"] == "birthday"]
+    assert [tp["due_at"].date().isoformat() for tp in open_bd] == ["2027-03-04"]
 
 
 # -- 5. repeated items in one reply ----------------------------------------------------------------
@@ -266,3 +339,71 @@ async def test_repeated_items_in_one_reply_act_once(
 
 
 # -- 6. undelivered digests ------------------------------------------------------------------------
+async def test_digest_to_an_opted_out_user_leaves_its_items_due(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user(phone="+15550001111")
+    fakes.notifier.opted_out.add("+15550001111")
+    cid = fakes.contacts.add_contact(
+        uid, "Dana Lee", last_interaction_at=START - timedelta(days=40)
+    )
+    fakes.contacts.add_contact(uid, "Sam Park", last_interaction_at=START - timedelta(days=41))
+    await sync(client)
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    clock.set(user["next_digest_at"], frozen=True)
+    stats = await service.sweep()
+    assert stats == {"suppressed": 1}
+    tp = await service.repo.get_touchpoint(f"cad:{uid}:{cid}")
+    assert tp is not None
+    assert tp["state"] == "scheduled"
+    assert tp["nudge_count"] == 0
+    user = await service.repo.get_user(uid)
+    assert user is not None
+    assert user.get("last_digest") is None  # a reply cannot refer to a list never received
+    for status in ("failed", "suppressed"):
+        resp = await client.get(
+            f"/admin/v1/nudges?status={status}", headers=operator_headers(clock)
+        )
+        [item] = (await resp.json())["items"]
+        assert item["state"] == "failed"
+        assert item["message_status"] == "suppressed"
+        assert "suppressed" in item["error"]
+    # START again: the items are offered in the next window.
+    fakes.notifier.opted_out.clear()
+    body = await _digest(service, clock, uid)
+    assert body is not None
+    assert "Dana Lee" in body
+
+
+async def test_digest_the_carrier_did_not_deliver_leaves_its_items_due(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    client = await make_client()
+    service = svc(client)
+    uid = fakes.contacts.add_user(phone="+15550002222")
+    cid = fakes.contacts.add_contact(
+        uid, "Dana Lee", last_interaction_at=START - timedelta(days=40)
+    )
+    fakes.contacts.add_contact(uid, "Sam Park", last_interaction_at=START - timedelta(days=41))
+    await sync(client)
+    body = await _digest(service, clock, uid)
+    assert body is not None
+    tp = await service.repo.get_touchpoint(f"cad:{uid}:{cid}")
+    assert tp is not None
+    assert (tp["state"], tp["nudge_count"]) == ("nudged", 1)
+    [message] = fakes.notifier.sent(uid)
+    message["status"] = "undelivered"
+    message["error_code"] = 30005
+    clock.advance(timedelta(minutes=5))
+    stats = await service.recover()
+    assert stats.get("undelivered") == 1
+    tp = await service.repo.get_touchpoint(f"cad:{uid}:{cid}")
+    assert tp is not None
+    assert (tp["state"], tp["nudge_count"]) == ("scheduled", 0)
+    assert tp["history"][-1]["why"] == "digest not delivered (undelivered)"
+    resp = await client.get("/admin/v1/nudges?status=failed", headers=operator_headers(clock))
+    [item] = (await resp.json())["items"]
+    assert item["message_status"] == "undelivered"
