@@ -81,6 +81,7 @@ from shared.sms import GSM7_BASIC, GSM7_EXTENDED, count_segments
 
 FIGURE = "SMS cost"
 GOAL_SEGMENTS_PER_TOUCHPOINT = 0.5
+GOAL_LONGEST_WAIT = 3
 # Monday 2 March 2026: the US changes to summer time on the 8th, Europe on the 29th.
 START_DAY = date(2026, 3, 2)
 ZONES = (
@@ -544,6 +545,58 @@ class Tally:
     recover: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     load_checked: int = 0
+    # Lifecycle: the longest any due item waited (in its user's digests), lines stale when sent.
+    longest_wait: int = 0
+    waits: Counter[int] = field(default_factory=Counter)
+    stale_lines: Counter[str] = field(default_factory=Counter)
+    lines: int = 0
+
+
+@dataclass
+class Truth:
+    """What the simulated users did, to tell whether a digest line's purpose was already met."""
+
+    referrals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (user, contact) -> [(occurred, kind, interaction id)]
+    touches: dict[tuple[str, str], list[tuple[datetime, str, str]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    seen_entries: set[str] = field(default_factory=set)
+
+    def touch(self, user: str, contact: str, at: datetime, kind: str, entity_id: str) -> None:
+        """An interaction was logged."""
+        self.touches[(user, contact)].append((at, kind, entity_id))
+
+    def stale(self, tp: dict[str, Any], now: datetime, tz: str) -> str | None:
+        """Why a carried touchpoint's line was stale when sent (its purpose met), if it was."""
+        source = tp.get("source")
+        if source == "birthday":
+            local_day = now.astimezone(zone(tz)).date()
+            due_day = tp["due_at"].astimezone(zone(tz)).date()
+            return None if local_day == due_day else "birthday not today"
+        if source != "followup":
+            return None
+        rule = tp.get("rule_id")
+        if rule in ("referral-48h", "referral-14d"):
+            ref = self.referrals.get(str(tp.get("source_id")))
+            if ref is not None and ref["status"] in ("won", "lost") and ref["at"] <= now:
+                return "referral closed"
+            return None
+        closing = {
+            "after-121": {"one_to_one", "coffee", "meeting", "call", "message", "email"},
+            "agreed-action": {"one_to_one", "coffee", "meeting", "call"},
+            "new-contact": None,
+        }
+        if rule not in closing:
+            return None
+        kinds = closing[rule]
+        started = tp.get("source_at") or tp.get("created_at")
+        for at, kind, entity_id in self.touches.get((tp["user_id"], tp["contact_id"]), []):
+            if entity_id == tp.get("source_id") or at > now or kind == "note":
+                continue
+            if kinds is None or (kind in kinds and started is not None and at > started):
+                return "met by a later interaction"
+        return None
 
 
 def _reply_texts(rng: random.Random, count: int) -> list[str]:
@@ -582,6 +635,8 @@ async def simulate_db(
     )
     conversation = Conversation(svc)
     tally = Tally()
+    truth = Truth()
+    waiting: Counter[str] = Counter()
     db = client[name]
     try:
         await svc.init_defaults()
@@ -617,6 +672,27 @@ async def simulate_db(
                 ]
                 record_digest(tally, message, claim, [tp for tp in carried if tp], clock.now(), d)
                 plan = next(p for p in plans if p.user_id == message["user_id"])
+                now = clock.now()
+                for tp in carried:
+                    if tp is None:
+                        continue
+                    tally.lines += 1
+                    why = truth.stale(tp, now, plan.zone)
+                    if why is not None:
+                        tally.stale_lines[why] += 1
+                # Every due item: carried ends its wait (counted in digests, this one included);
+                # left out adds one.
+                sent_ids = {i["touchpoint_id"] for i in claim["items"]}
+                for tp in await svc.repo.open_touchpoints(plan.user_id):
+                    if tp["fire_at"] > now:
+                        continue
+                    if tp["_id"] in sent_ids:
+                        wait = waiting.pop(tp["_id"], 0) + 1
+                        tally.waits[wait] += 1
+                        tally.longest_wait = max(tally.longest_wait, wait)
+                    else:
+                        waiting[tp["_id"]] += 1
+                        tally.longest_wait = max(tally.longest_wait, waiting[tp["_id"]])
                 if plan.rng.random() < plan.reply_rate:
                     at = window + timedelta(minutes=plan.rng.uniform(15, 240))
                     for n, text in enumerate(_reply_texts(plan.rng, len(claim["items"]))):
@@ -651,6 +727,15 @@ async def simulate_db(
                             None,
                         )
                     )
+                if rng.random() < 0.05:
+                    events.append(
+                        (
+                            evening + timedelta(minutes=rng.uniform(0, 150)),
+                            plan.index,
+                            "referral_closed",
+                            None,
+                        )
+                    )
             events.sort(key=lambda e: (e[0], e[1]))
             # The change-feed consumer reads the policy once per run; so does this day.
             policy = await svc.policy()
@@ -658,7 +743,16 @@ async def simulate_db(
             for at, index, kind, text in events:
                 clock.set(ms(at), frozen=True)
                 await act(
-                    svc, conversation, contacts, policy, by_index[index], kind, text, tally, d
+                    svc,
+                    conversation,
+                    contacts,
+                    policy,
+                    by_index[index],
+                    kind,
+                    text,
+                    tally,
+                    d,
+                    truth,
                 )
         return tally
     finally:
@@ -692,8 +786,10 @@ async def act(
     text: str | None,
     tally: Tally,
     day: int,
+    truth: Truth,
 ) -> None:
-    """One thing a user does: an SMS reply, a meeting logged in the app, a contact, a referral."""
+    """One thing a user does: an SMS reply, a meeting logged in the app, a contact, a referral,
+    a referral won or lost."""
     rng, now = plan.rng, svc.now()
     if kind == "reply":
         assert text is not None
@@ -712,6 +808,37 @@ async def act(
         )
         tally.events["replies"] += 1
         tally.events["reply_actions"] += len(answer.get("actions", []))
+        for key, entry in contacts.entries.items():
+            if key not in truth.seen_entries:
+                truth.seen_entries.add(key)
+                at = datetime.fromisoformat(str(entry.get("occurred_at") or now.isoformat()))
+                truth.touch(plan.user_id, entry["contact_id"], at, entry["kind"], entry["id"])
+        return
+    if kind == "referral_closed":
+        mine = [
+            (rid, ref)
+            for rid, ref in truth.referrals.items()
+            if ref["user_id"] == plan.user_id and ref["status"] == "open"
+        ]
+        if not mine:
+            return
+        _, ref = rng.choice(mine)
+        status = "won" if rng.random() < 0.5 else "lost"
+        ref.update({"status": status, "at": now})
+        await svc.apply_change(
+            {
+                "kind": "referral",
+                "op": "upsert",
+                "user_id": plan.user_id,
+                "entity": {
+                    **ref["entity"],
+                    "status": status,
+                    "status_times": {status: now.isoformat()},
+                },
+            },
+            policy,
+        )
+        tally.events[f"referrals_{status}"] += 1
         return
     if kind == "contact":
         added = new_contact(plan, now, established=False)
@@ -741,6 +868,13 @@ async def act(
             {"kind": "interaction", "op": "create", "user_id": plan.user_id, "entity": entity},
             policy,
         )
+        truth.touch(
+            plan.user_id,
+            contact["id"],
+            datetime.fromisoformat(entity["occurred_at"]),
+            entity["kind"],
+            entity_id,
+        )
         tally.events["meetings_logged"] += 1
     else:
         entity = {
@@ -748,7 +882,14 @@ async def act(
             "user_id": plan.user_id,
             "contact_id": contact["id"],
             "direction": rng.choice(["given", "received"]),
+            "status": "open",
             "created_at": now.isoformat(),
+        }
+        truth.referrals[entity_id] = {
+            "user_id": plan.user_id,
+            "status": "open",
+            "at": now,
+            "entity": entity,
         }
         await svc.apply_change(
             {"kind": "referral", "op": "create", "user_id": plan.user_id, "entity": entity},
@@ -869,6 +1010,13 @@ def summarize(tallies: list[Tally], users: int, days: int) -> dict[str, Any]:
         "events": dict(events),
         "examples": examples,
         "digest_shapes": dict(shapes.most_common()),
+        "longest_wait_digests": max((t.longest_wait for t in tallies), default=0),
+        "waits": dict(sorted(sum((t.waits for t in tallies), Counter()).items())),
+        "digest_lines": sum(t.lines for t in tallies),
+        "stale_lines": sum(sum(t.stale_lines.values()) for t in tallies),
+        "stale_share": sum(sum(t.stale_lines.values()) for t in tallies)
+        / max(sum(t.lines for t in tallies), 1),
+        "stale_reasons": dict(sum((t.stale_lines for t in tallies), Counter())),
         "single_item_digests": sum(1 for d in digests if d["items"] == 1),
         "single_item_segments": sum(d["segments"] for d in digests if d["items"] == 1),
     }
@@ -996,6 +1144,11 @@ def print_summary(r: dict[str, Any]) -> None:
     )
     print(f"events {r['events']}; sweep {r['sweep_outcomes']}")
     print(f"digest shapes (items in segments): {r['digest_shapes']}")
+    print(
+        f"longest wait of a due item: {r['longest_wait_digests']} digests "
+        f"(goal <= {GOAL_LONGEST_WAIT}); stale lines {r['stale_lines']} of {r['digest_lines']} "
+        f"({r['stale_share']:.2%}, goal 0) {r['stale_reasons']}"
+    )
     print("example digest:\n" + (r["examples"]["GSM-7"] or ""))
 
 
@@ -1084,6 +1237,7 @@ def render(runs: list[dict[str, Any]]) -> str:
         "| --- | --- | --- | --- | --- |",
         *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows],
     ]
+    lifecycle = _lifecycle_table(runs)
     conf = first["confirmations"]
     twin = first["punctuation_only_fold"]
     why = ""
@@ -1129,6 +1283,7 @@ def render(runs: list[dict[str, Any]]) -> str:
             "",
             *table,
             "",
+            *lifecycle,
             *([why, ""] if why else []),
             "The same items with punctuation-only folding (as digests were composed before "
             "accents and emoji outside GSM-7 were folded): "
@@ -1162,6 +1317,39 @@ def render(runs: list[dict[str, Any]]) -> str:
             "",
         ]
     )
+
+
+def _lifecycle_table(runs: list[dict[str, Any]]) -> list[str]:
+    """Whether every digest line was true and every due item got its turn (runs before these
+    figures existed give nothing)."""
+    if not all("longest_wait_digests" in run for run in runs):
+        return []
+    wait = _med(runs, "longest_wait_digests")[2]
+    stale = _med(runs, "stale_lines")[2]
+    first = runs[0]
+    reasons = ", ".join(f"{k}: {v}" for k, v in first.get("stale_reasons", {}).items()) or "none"
+    return [
+        "Lines that follow what the user did: the longest any due item waited, counted in its "
+        "user's digests (1 = the first digest after it fell due carried it; a digest that "
+        "carried it again after an unanswered nudge starts a new count), and the digest lines "
+        "whose purpose was already met when sent (a referral check after the referral was won or "
+        "lost, a 1-2-1 follow-up after a later touch of a closing kind, a first touch after an "
+        "interaction, a birthday line on another day). The simulation moves referrals to won or "
+        "lost and logs meetings, so both can happen.",
+        "",
+        "| figure | value | goal | met |",
+        "| --- | --- | --- | --- |",
+        f"| longest wait of a due item (digests) | {_cell(runs, 'longest_wait_digests')} | "
+        f"<= {GOAL_LONGEST_WAIT} | {'met' if wait <= GOAL_LONGEST_WAIT else 'NOT met'} |",
+        f"| digest lines stale when sent | {_cell(runs, 'stale_lines')} of "
+        f"{_cell(runs, 'digest_lines')} ({_med(runs, 'stale_share')[0]:.2%}) | 0 | "
+        f"{'met' if stale == 0 else 'NOT met'} |",
+        "",
+        f"Stale lines by reason (first run): {reasons}. Waits (digests: items): "
+        + ", ".join(f"{k}: {v}" for k, v in first.get("waits", {}).items())
+        + ".",
+        "",
+    ]
 
 
 def _database_note(runs: list[dict[str, Any]], cfg: dict[str, Any]) -> str:

@@ -47,6 +47,11 @@ def test_quick_run_writes_sane_json(tmp_path: Path) -> None:
     assert r["baseline"]["ucs2"] > r["ucs2"]
     assert r["examples"]["GSM-7"].startswith("touchbase: ")
     assert "digests" in stdout
+    # Every due item got its turn within the bound; no line was stale when sent.
+    assert 1 <= r["longest_wait_digests"] <= bench.GOAL_LONGEST_WAIT
+    assert r["stale_lines"] == 0
+    assert r["digest_lines"] == r["touchpoints_carried"]
+    assert "longest wait of a due item" in stdout
 
 
 def test_classify_tells_accidental_from_unavoidable_ucs2() -> None:
@@ -98,6 +103,12 @@ def fake_run(scale: float, elapsed: float, database: str = "ferretdb") -> dict[s
         "segments_per_touchpoint_with_confirmations": 0.88,
         "events": {"replies": 30_000, "meetings_logged": 7000},
         "examples": {"GSM-7": "touchbase: 2 due\n1) Dana Lee: reconnect\n2) Sam Park: hi"},
+        "longest_wait_digests": 3,
+        "waits": {1: 90_000, 2: 9000, 3: 1000},
+        "digest_lines": 100_000,
+        "stale_lines": 0,
+        "stale_share": 0.0,
+        "stale_reasons": {},
     }
 
 
@@ -114,8 +125,15 @@ def test_render_gives_medians_and_goals() -> None:
     assert "python -m bench.sms_cost --users 1000 --days 30" in text
     assert "Scaling (10x data)" in text
     assert "FerretDB" in text
+    assert "| longest wait of a due item (digests) | 3 | <= 3 | met |" in text
+    assert "| digest lines stale when sent | 0 of 100000 (0.00%) | 0 | met |" in text
     over = [fake_run(1.2, 100.0), fake_run(1.25, 100.0)]
     assert "NOT met" in bench.render(over)
+    late = fake_run(1.0, 100.0)
+    late.update({"longest_wait_digests": 5, "stale_lines": 12, "stale_share": 12e-5})
+    starved = bench.render([late])
+    assert "| longest wait of a due item (digests) | 5 | <= 3 | NOT met |" in starved
+    assert "| 0 | NOT met |" in starved
 
 
 def test_render_speaks_of_the_engine_the_runs_used() -> None:
