@@ -272,6 +272,7 @@ class Conversation:
                         "snoozed_until": until,
                         "fire_at": until,
                         "updated_at": now,
+                        "waits": 0,
                     },
                     {"at": now, "state": "snoozed", "until": until},
                 )

@@ -419,6 +419,7 @@ class RemindersService:
                         "fire_at": due,
                         "state": "scheduled",
                         "updated_at": now,
+                        "waits": 0,
                     }
                 )
                 await self.repo.update_touchpoint(
