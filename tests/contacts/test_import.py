@@ -467,8 +467,14 @@ def many_cards(count: int) -> bytes:
 @pytest.mark.slow
 async def test_a_thousand_cards_then_the_same_again(client: Client, alice: dict[str, Any]) -> None:
     data = many_cards(1000)
+    assert len(data) > 256 * 1024  # well past the 64 KiB of JSON bodies
     preview = await imported(client, alice, data, dry_run=True)
     assert preview["summary"]["create"] == 1000
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename="contacts.vcf", content_type="text/x-vcard")
+    resp = await client.post(IMPORT, data=form, headers=bearer(alice), params={"dry_run": "true"})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["summary"]["create"] == 1000
     report = await imported(client, alice, data)
     assert report["summary"] == {"rows": 1000, "create": 1000, "duplicate": 0, "skipped": 0}
     assert len(set(await contact_changes(client))) == 1000
