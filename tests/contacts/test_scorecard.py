@@ -463,3 +463,18 @@ async def test_referral_create_answers_etag_and_location(
     await problem(resp, 422)
     assert "Location" not in resp.headers
     assert "ETag" not in resp.headers
+
+
+async def test_account_deletion_removes_the_stage_history(
+    client: Client, alice: dict[str, Any], bob: dict[str, Any]
+) -> None:
+    cid = (await create(client, alice, name="Dana Lee"))["id"]
+    await client.patch(f"/v1/contacts/{cid}", json={"stage": "trust"}, headers=bearer(alice))
+    await create(client, bob, name="Someone")
+    stages = client.app[DB]["stage_changes"]
+    alice_id, bob_id = alice["user"]["id"], bob["user"]["id"]
+    assert await stages.count_documents({"user_id": alice_id}) == 2
+    resp = await client.delete("/v1/me", headers=bearer(alice))
+    assert resp.status == 204
+    assert await stages.count_documents({"user_id": alice_id}) == 0
+    assert await stages.count_documents({"user_id": bob_id}) == 1
