@@ -314,8 +314,12 @@ async def test_replicas_with_running_schedulers(
     }
     replicas = [await make_client(scheduler_enabled=True, **fast) for _ in range(2)]
     # Generous bounds (each loop ends as soon as its condition holds): a loaded machine is slow.
+    # Wait for every user's touchpoints, not just the users: a sweep that reaches a user whose
+    # contacts the feed has not brought yet finds nothing due and moves on to tomorrow.
+    repo = svc(replicas[0]).repo
     for _ in range(300):
-        if all([await svc(replicas[0]).repo.get_user(u) for u in users]):
+        open_by_user = [await repo.open_touchpoints(u) for u in users]
+        if all(len({tp["contact_id"] for tp in tps}) == 2 for tps in open_by_user):
             break
         await asyncio.sleep(0.1)
     clock.set(datetime(2026, 3, 2, 9, 0, 1, tzinfo=UTC), frozen=True)
