@@ -37,6 +37,8 @@ async def ensure_indexes(db: Database) -> None:
         [("state", ASCENDING), ("message_status", ASCENDING), ("recorded_at", ASCENDING)]
     )
     await db.dispatches.create_index([("created_at", DESCENDING)])
+    # The nudge list filtered by a delivery outcome (?status=suppressed) matches either field.
+    await db.dispatches.create_index([("message_status", ASCENDING), ("created_at", DESCENDING)])
     await db.replies.create_index([("user_id", ASCENDING)])
     await db.undo.create_index([("user_id", ASCENDING), ("at", DESCENDING)])
     await db.audit.create_index([("at", DESCENDING)])
