@@ -693,8 +693,9 @@ def render(report: Report) -> str:
         "an empty filter only by walking an index in its sort order. The index listed for a",
         "shape is the one whose key prefix the filter covers best.",
         "",
-        "FerretDB on SQLite (the development and benchmark database) ignores these indexes and",
-        "scans; MongoDB uses them. Collection scans that are accepted are listed with the reason.",
+        "MongoDB uses these indexes. The development and benchmark database, mongo-java-server,",
+        "uses `_id` and unique ones and scans for the others; FerretDB on SQLite scans for all.",
+        "Collection scans that are accepted are listed with the reason.",
     ]
     for service in SERVICES:
         lines += [
