@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.reminders.scheduling import MAX_CADENCE_DAYS, MIN_CADENCE_DAYS, valid_zone
 from shared.clock import Instant
@@ -314,10 +314,17 @@ class OneOffIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    contact_id: str | None = Field(default=None, max_length=64)
-    contact_name: str = Field(min_length=1, max_length=80)
+    contact_id: str | None = Field(default=None, min_length=1, max_length=64)
+    # Optional with a contact_id: the contact's own name (and company) are used then.
+    contact_name: str | None = Field(default=None, min_length=1, max_length=80)
     reason: str = Field(min_length=1, max_length=80)
     due_at: Instant
+
+    @model_validator(mode="after")
+    def _someone(self) -> OneOffIn:
+        if self.contact_id is None and self.contact_name is None:
+            raise ValueError("give contact_id (one of your contacts) or contact_name (anyone)")
+        return self
 
 
 class ListQuery(BaseModel):

@@ -685,7 +685,7 @@ class RemindersService:
                 await self.apply_referral(entity, policy=policy)
 
     async def add_one_off(
-        self, user_id: str, contact_id: str | None, name: str, reason: str, due: datetime
+        self, user_id: str, contact_id: str | None, name: str | None, reason: str, due: datetime
     ) -> Doc:
         """A one-off touchpoint the user adds (about one of their own contacts, or anyone)."""
         user = await self.ensure_user(user_id)
@@ -702,11 +702,14 @@ class RemindersService:
                     }
                 ]
             )
+        company = None
         if contact_id is not None:
             contact = await self.contacts.contact(user_id, contact_id)
             if contact is None or contact.get("deleted"):
                 # The same answer for another user's contact as for one that does not exist.
                 raise NotFound("no such contact")
+            if name is None:
+                name, company = str(contact.get("name") or "?"), contact.get("company")
         now = self.now()
         due = ms(due)
         doc = self._touchpoint(
@@ -718,7 +721,7 @@ class RemindersService:
             due,
             due + timedelta(days=2),
             now,
-            {"contact_name": name, "company": None},
+            {"contact_name": name, "company": company},
         )
         await self.repo.insert_touchpoint(doc)
         return doc
