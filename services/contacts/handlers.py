@@ -36,6 +36,7 @@ from services.contacts.models import (
     ReferralQuery,
     RefreshRequest,
     StatsQuery,
+    SyncQuery,
     UserPage,
 )
 from services.contacts.repository import idempotency_scope
@@ -414,6 +415,12 @@ async def delete_referral(request: web.Request) -> web.Response:
     """Remove a referral, restoring the contact's counters."""
     await _svc(request).delete_referral(require_user(request), _path(request, "referral_id"))
     return web.Response(status=204)
+
+
+async def sync(request: web.Request) -> web.Response:
+    """A page of the delta sync: changed documents and tombstones since a token."""
+    user_id = require_user(request)
+    return _json(await _svc(request).sync(user_id, parse_query(request, SyncQuery)))
 
 
 # --- internal ---------------------------------------------------------------------------------

@@ -658,6 +658,43 @@ class ChangePage(Out):
     has_more: bool
 
 
+# --- delta sync -------------------------------------------------------------------------------
+
+
+SyncKind = Literal["contact", "interaction", "referral"]
+
+
+class SyncQuery(Strict):
+    """Where a phone's sync resumes: the ``next`` of its last page; none for a full sync."""
+
+    since: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description="the next token of the last page; omit for a full sync"
+    )
+    limit: int = Field(default=200, ge=1, le=1000, description="most records read for the page")
+
+
+class Tombstone(Out):
+    """An entity the phone must drop: deleted (a contact soft-deleted, or the rest removed)."""
+
+    kind: SyncKind
+    id: str
+    deleted_at: datetime
+
+
+class SyncPage(Out):
+    """One page of a delta sync: current documents, tombstones and the token to resume from.
+
+    Store ``next`` only after applying the page; while ``has_more``, ask again at once.
+    """
+
+    contacts: list[Contact]
+    interactions: list[Interaction]
+    referrals: list[Referral]
+    tombstones: list[Tombstone]
+    next: str
+    has_more: bool
+
+
 # --- stats and export -------------------------------------------------------------------------
 
 

@@ -71,6 +71,10 @@ async def create_indexes(db: Database) -> None:
         [("user_id", ASCENDING), ("contact_id", ASCENDING), ("at", ASCENDING), ("_id", ASCENDING)]
     )
     await db[CHANGES].create_index([("stamp", ASCENDING), ("_id", ASCENDING)])
+    # The mobile delta sync reads one user's slice of the feed.
+    await db[CHANGES].create_index(
+        [("user_id", ASCENDING), ("stamp", ASCENDING), ("_id", ASCENDING)]
+    )
     await db[IDEMPOTENCY].create_index([("created_at", ASCENDING)])
 
 
@@ -473,6 +477,27 @@ class ChangeRepository:
         query: Document = {"stamp": {"$lt": until}}
         if after is not None:
             query = {"$and": [query, after_filter("stamp", ASCENDING, after[0], after[1])]}
+        return (
+            await self._col.find(query)
+            .sort([("stamp", ASCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+            .to_list()
+        )
+
+    async def user_page(
+        self,
+        user_id: str,
+        kinds: Sequence[str],
+        after: tuple[datetime, str],
+        until: datetime,
+        limit: int,
+    ) -> list[Document]:
+        """One user's records of ``kinds`` older than ``until`` and after the position."""
+        query: Document = {
+            "user_id": user_id,
+            "kind": {"$in": list(kinds)},
+            "$and": [{"stamp": {"$lt": until}}, after_filter("stamp", ASCENDING, *after)],
+        }
         return (
             await self._col.find(query)
             .sort([("stamp", ASCENDING), ("_id", ASCENDING)])

@@ -92,6 +92,8 @@ ROUTES: tuple[Route, ...] = (
           m.ReferralPatch, tag="referrals", headers=MATCH, errors=(409, 412)),
     Route("DELETE", "/v1/referrals/{referral_id}", h.delete_referral, None, 204,
           tag="referrals"),
+    Route("GET", "/v1/sync", h.sync, m.SyncPage, query=m.SyncQuery, tag="sync",
+          errors=(410,)),
     # Service-to-service API (docs/internal-api.md).
     Route("GET", "/internal/v1/users/by-phone", h.internal_user_by_phone, m.User,
           query=m.ByPhoneQuery, tag="internal"),

@@ -42,6 +42,9 @@ from services.contacts.models import (
     StageChangePage,
     Stats,
     StatsQuery,
+    SyncPage,
+    SyncQuery,
+    Tombstone,
     User,
     normalize_phone,
     normalize_text,
@@ -51,6 +54,7 @@ from services.contacts.repository import (
     ContactRepository,
     IdempotencyRepository,
     InteractionRepository,
+    OwnedRepository,
     ReferralRepository,
     StageRepository,
     UserRepository,
@@ -61,11 +65,19 @@ from services.contacts.repository import (
 from services.contacts.scorecard import build as build_scorecard
 from services.contacts.scorecard import window as scorecard_window
 from services.contacts.settings import ContactsSettings
+from services.contacts.sync import (
+    SNAPSHOT_KINDS,
+    FeedPosition,
+    Position,
+    SnapshotPosition,
+    SyncTokens,
+)
 from shared.auth import Role
 from shared.clock import Clock
 from shared.errors import (
     BadRequest,
     Conflict,
+    Gone,
     NotFound,
     PreconditionFailed,
     UpstreamError,
@@ -290,6 +302,7 @@ class ContactsService:
         self._idempotency = idempotency
         self._reminders = reminders
         self._notifier = notifier
+        self._sync_tokens = SyncTokens(settings.auth_jwt_secret.get_secret_value())
 
     @property
     def settings(self) -> ContactsSettings:
@@ -961,6 +974,132 @@ class ContactsService:
             for doc in await self._users.many(sorted(uid for uid, _ in ids["user"])):
                 found[("user", doc["_id"])] = user_out(doc, self._settings).model_dump(mode="json")
         return found
+
+    # --- mobile delta sync --------------------------------------------------------------------
+
+    async def sync(self, user_id: str, query: SyncQuery) -> SyncPage:
+        """A page of the user's delta sync: a full listing first, then their slice of the feed.
+
+        The feed's records are written before the writes they announce and served only once
+        older than the safety lag, so a position in the feed never passes a write it has not
+        shown. A full sync starts its feed position at its own start less the lag: any write
+        the listing misses has a record from then on, and is served afterwards.
+        """
+        now = self._changes.wall_now()
+        lag = timedelta(seconds=self._settings.change_feed_lag_s)
+        position: Position
+        if query.since is None:
+            position = SnapshotPosition(now - lag, 0, None)
+        else:
+            position = self._sync_tokens.decode(user_id, query.since)
+            start = position.start if isinstance(position, SnapshotPosition) else position.stamp
+            if start > now:
+                raise BadRequest(
+                    "since is not a sync token issued to you",
+                    errors=[{"field": "since", "message": "invalid sync token"}],
+                )
+            # The purge keeps this much of the feed; an older position may have lost records.
+            if start < now - timedelta(days=self._settings.change_retention_days):
+                raise Gone(
+                    "the sync token is older than the change history kept "
+                    f"({self._settings.change_retention_days} days); "
+                    "drop local data and sync again without since"
+                )
+        page = SyncPage(
+            contacts=[], interactions=[], referrals=[], tombstones=[], next="", has_more=False
+        )
+        if isinstance(position, SnapshotPosition):
+            nxt = await self._sync_snapshot(user_id, position, query.limit, page)
+        else:
+            nxt = await self._sync_feed(user_id, position, now - lag, query.limit, page)
+        page.next = self._sync_tokens.encode(user_id, nxt)
+        return page
+
+    async def _sync_snapshot(
+        self, user_id: str, position: SnapshotPosition, limit: int, page: SyncPage
+    ) -> Position:
+        """List the user's live documents kind after kind; the position after this page."""
+        room = limit
+        kind, after = position.kind, position.after
+        while kind < len(SNAPSHOT_KINDS) and room > 0:
+            repo, base, field, direction = self._snapshot_source(user_id, SNAPSHOT_KINDS[kind])
+            query = dict(base)
+            if after is not None:
+                query["$and"] = [after_filter(field, direction, after[0], after[1])]
+            docs = await repo.find_page(query, [(field, direction), ("_id", direction)], room + 1)
+            if len(docs) > room:
+                self._add_documents(SNAPSHOT_KINDS[kind], docs[:room], page)
+                last = docs[room - 1]
+                page.has_more = True
+                return SnapshotPosition(position.start, kind, (last[field], last["_id"]))
+            self._add_documents(SNAPSHOT_KINDS[kind], docs, page)
+            room -= len(docs)
+            kind, after = kind + 1, None
+        if kind < len(SNAPSHOT_KINDS):
+            page.has_more = True
+            return SnapshotPosition(position.start, kind, None)
+        # Listed: the feed takes over from the listing's start (repeats are harmless upserts).
+        return FeedPosition(position.start, "")
+
+    def _snapshot_source(
+        self, user_id: str, kind: str
+    ) -> tuple[OwnedRepository, Document, str, int]:
+        # Each order is the prefix of an index the lists already use.
+        if kind == "contact":
+            return self._contacts, {"user_id": user_id, "deleted": False}, "created_at", ASCENDING
+        if kind == "interaction":
+            return self._interactions, {"user_id": user_id}, "occurred_at", DESCENDING
+        return self._referrals, {"user_id": user_id}, "created_at", DESCENDING
+
+    def _add_documents(self, kind: str, docs: Sequence[Document], page: SyncPage) -> None:
+        for doc in docs:
+            if kind == "contact":
+                page.contacts.append(contact_out(doc))
+            elif kind == "interaction":
+                page.interactions.append(interaction_out(doc))
+            else:
+                page.referrals.append(referral_out(doc))
+
+    async def _sync_feed(
+        self, user_id: str, position: FeedPosition, until: datetime, limit: int, page: SyncPage
+    ) -> Position:
+        """Resolve the user's records after the position to documents or tombstones."""
+        records = await self._changes.user_page(
+            user_id, SNAPSHOT_KINDS, (position.stamp, position.record_id), until, limit + 1
+        )
+        page.has_more = len(records) > limit
+        records = records[:limit]
+        # One entry per entity, at its last record: the document is read now anyway.
+        latest: dict[tuple[str, str], Document] = {}
+        for rec in records:
+            latest.pop((rec["kind"], rec["entity_id"]), None)
+            latest[(rec["kind"], rec["entity_id"])] = rec
+        repos: dict[str, OwnedRepository] = {
+            "contact": self._contacts,
+            "interaction": self._interactions,
+            "referral": self._referrals,
+        }
+        found: dict[tuple[str, str], Document] = {}
+        for kind, repo in repos.items():
+            pairs = [(user_id, eid) for k, eid in latest if k == kind]
+            if pairs:
+                for doc in await repo.by_ids(pairs):
+                    found[(kind, doc["_id"])] = doc
+        for key, rec in latest.items():
+            current = found.get(key)
+            if current is not None and not current.get("deleted"):
+                self._add_documents(key[0], [current], page)
+                continue
+            # A soft-deleted contact keeps its time; a removed entity has its record's.
+            deleted_at = (current or {}).get("deleted_at") or rec["stamp"]
+            page.tombstones.append(
+                Tombstone(kind=key[0], id=key[1], deleted_at=deleted_at.astimezone(UTC))
+            )
+        if page.has_more:
+            return FeedPosition(records[-1]["stamp"], records[-1]["_id"])
+        # Every record older than ``until`` was served: move up to it, so an idle user's token
+        # stays within the retention period.
+        return FeedPosition(until, "")
 
     # --- stats, export, account deletion ------------------------------------------------------
 

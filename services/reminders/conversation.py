@@ -215,11 +215,7 @@ class Conversation:
         if tp is None or tp["state"] not in OPEN_STATES or tp.get("source") == "cadence":
             return
         await self._snapshot_tp(undo, tp)
-        await self.repo.update_touchpoint(
-            tp["_id"],
-            {"state": "done", "updated_at": now},
-            {"at": now, "state": "done", "why": cmd.kind},
-        )
+        await self.svc.close_touchpoint(tp, "done", cmd.kind, now)
 
     @staticmethod
     def _refusal(target: Target, refused: DomainError) -> str:
@@ -242,11 +238,7 @@ class Conversation:
         if tp is None:
             return f"Nothing is due for {target.contact_name}.", None
         await self._snapshot_tp(undo, tp)
-        await self.repo.update_touchpoint(
-            tp["_id"],
-            {"state": "done", "updated_at": now},
-            {"at": now, "state": "done", "why": cmd.kind},
-        )
+        await self.svc.close_touchpoint(tp, "done", cmd.kind, now)
         text = f"Marked {target.contact_name} done."
         if cmd.kind == "one_to_one" or cmd.notes or cmd.next_action:
             text += " They're not in your contacts, so nothing was logged."
@@ -265,28 +257,16 @@ class Conversation:
             if cmd.kind == "snoozed":
                 assert cmd.duration is not None
                 until = ms(now + cmd.duration)
-                await self.repo.update_touchpoint(
-                    tp["_id"],
-                    {
-                        "state": "snoozed",
-                        "snoozed_until": until,
-                        "fire_at": until,
-                        "updated_at": now,
-                        "waits": 0,
-                    },
-                    {"at": now, "state": "snoozed", "until": until},
-                )
+                await self.svc.snooze_touchpoint(tp, until, now)
                 return (
                     f"Snoozed {target.contact_name} until {_short_date(until, tz_name)}.",
                     _action("snoozed", target, touchpoint_id=tp["_id"], until=until.isoformat()),
                 )
-            await self.repo.update_touchpoint(
-                tp["_id"], {"state": "skipped", "updated_at": now}, {"at": now, "state": "skipped"}
-            )
+            await self.svc.close_touchpoint(tp, "skipped", None, now)
             text = f"Skipped {target.contact_name}."
             if tp.get("source") == "cadence" and target.contact_id:
                 # Skipping a check-in starts the next cycle from today without logging a touch.
-                contact = await self.repo.get_contact(user_id, target.contact_id)
+                contact = await self.svc.restart_cadence(user, target.contact_id, now)
                 if contact is not None:
                     undo["contacts"].append(
                         {
@@ -295,10 +275,6 @@ class Conversation:
                             "last_interaction_at": contact.get("last_interaction_at"),
                         }
                     )
-                    contact = await self.repo.put_contact(
-                        user_id, target.contact_id, {"skip_base": now}
-                    )
-                    await self.svc.recompute_contact(user, contact, await self.svc.policy())
                     text += f" Next check-in in ~{await self._cadence_days(user_id, target)} days."
             return text, _action("skipped", target, touchpoint_id=tp["_id"])
         if target.contact_id is None:
@@ -373,11 +349,7 @@ class Conversation:
         entry = await self.contacts.log_interaction(user_id, target.contact_id, payload, key)
         undo["interactions"].append(entry["id"])
         if tp is not None and tp.get("source") != "cadence":
-            await self.repo.update_touchpoint(
-                tp["_id"],
-                {"state": "done", "updated_at": now},
-                {"at": now, "state": "done", "why": cmd.kind},
-            )
+            await self.svc.close_touchpoint(tp, "done", cmd.kind, now)
         await self.svc.apply_interaction(
             {**payload, **entry, "user_id": user_id, "contact_id": target.contact_id}
         )

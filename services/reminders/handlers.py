@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from services.reminders.conversation import Conversation
-from services.reminders.keys import JOBS, SERVICE
+from services.reminders.keys import IDEMPOTENCY, JOBS, SERVICE
 from services.reminders.models import (
+    MAX_SNOOZE,
     DryRunQuery,
     FollowUpRules,
     GlobalPause,
@@ -19,13 +21,19 @@ from services.reminders.models import (
     OneOffIn,
     Preferences,
     ReplyIn,
+    SnoozeIn,
     Tiers,
+    TouchpointQuery,
     UserPause,
     WindowDefaults,
 )
+from services.reminders.scheduling import parse_duration
 from services.reminders.service import public_touchpoint
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationFailed
+from shared.pagination import decode_cursor, encode_cursor
 from shared.web.auth import principal, require_operator, require_user
+from shared.web.etag import if_match_tags
+from shared.web.idempotency import StoredResponse, idempotency_key
 from shared.web.validation import parse_body, parse_query
 
 
@@ -96,8 +104,122 @@ async def put_preferences(request: web.Request) -> web.Response:
 
 
 async def get_upcoming(request: web.Request) -> web.Response:
-    """The signed-in user's upcoming touchpoints."""
-    return reply_json(await request.app[SERVICE].upcoming(require_user(request)))
+    """The signed-in user's open touchpoints, a page at a time (``view=due|upcoming``)."""
+    user_id = require_user(request)
+    query = parse_query(request, TouchpointQuery)
+    after = None
+    if query.cursor is not None:
+        fire_at, last_id = decode_cursor(query.cursor, (datetime, str), "cursor")
+        after = (fire_at, last_id)
+    svc = request.app[SERVICE]
+    page = await svc.touchpoint_page(
+        user_id,
+        view=query.view,
+        contact_id=query.contact_id,
+        after=after,
+        limit=query.limit + 1,
+    )
+    more = len(page) > query.limit
+    page = page[: query.limit]
+    user = await svc.ensure_user(user_id)
+    last = page[-1] if page else None
+    return reply_json(
+        {
+            "next_digest_at": user.get("next_digest_at"),
+            "paused_until": user.get("paused_until"),
+            "items": [public_touchpoint(tp) for tp in page],
+            "next_cursor": encode_cursor([last["fire_at"], last["_id"]]) if more and last else None,
+        }
+    )
+
+
+def _plain(data: Any) -> Any:
+    """JSON-ready data (instants as strings), as stored for a replay."""
+    return json.loads(json.dumps(data, default=_default, ensure_ascii=False))
+
+
+async def _touchpoint_action(
+    request: web.Request, action: str, body: Any, act: Callable[[], Awaitable[dict[str, Any]]]
+) -> web.Response:
+    """Run an action on a touchpoint once per Idempotency-Key; a repeat replays the answer."""
+    user_id = require_user(request)
+    tp_id = request.match_info["touchpoint_id"]
+
+    async def produce() -> tuple[int, Any]:
+        return 200, _plain(public_touchpoint(await act()))
+
+    key = idempotency_key(request)
+    if key is None:
+        stored = StoredResponse(*await produce())
+    else:
+        stored = await request.app[IDEMPOTENCY].run(
+            scope=f"touchpoint:{user_id}:{tp_id}:{action}", key=key, body=body, produce=produce
+        )
+    response = reply_json(stored.body, status=stored.status)
+    if isinstance(stored.body, dict) and "etag" in stored.body:
+        response.headers["ETag"] = stored.body["etag"]
+    if stored.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def post_touchpoint_done(request: web.Request) -> web.Response:
+    """Mark a touchpoint done (a touch with its contact is logged, as DONE by SMS)."""
+    user_id, tp_id = require_user(request), request.match_info["touchpoint_id"]
+    svc = request.app[SERVICE]
+    return await _touchpoint_action(
+        request,
+        "done",
+        {},
+        lambda: svc.complete_touchpoint(user_id, tp_id, if_match_tags(request)),
+    )
+
+
+async def post_touchpoint_skip(request: web.Request) -> web.Response:
+    """Skip a touchpoint (a skipped check-in restarts its cadence, as SKIP by SMS)."""
+    user_id, tp_id = require_user(request), request.match_info["touchpoint_id"]
+    svc = request.app[SERVICE]
+    return await _touchpoint_action(
+        request, "skip", {}, lambda: svc.skip_from_app(user_id, tp_id, if_match_tags(request))
+    )
+
+
+async def post_touchpoint_snooze(request: web.Request) -> web.Response:
+    """Snooze a touchpoint ``{"for": "2w"}`` (the SMS grammar) or ``{"until": instant}``."""
+    user_id, tp_id = require_user(request), request.match_info["touchpoint_id"]
+    body = await parse_body(request, SnoozeIn)
+    svc = request.app[SERVICE]
+    now = svc.now()
+    if body.for_ is not None:
+        duration = parse_duration(body.for_)
+        if duration is None:
+            raise ValidationFailed(
+                errors=[{"field": "for", "message": "a duration such as 3d, 2w, 1m or tomorrow"}]
+            )
+        until = now + duration
+        field = "for"
+    else:
+        assert body.until is not None
+        until, field = body.until, "until"
+    if until <= now:
+        raise ValidationFailed(errors=[{"field": field, "message": "must be in the future"}])
+    if until > now + MAX_SNOOZE:
+        raise ValidationFailed(errors=[{"field": field, "message": "at most a year ahead"}])
+    return await _touchpoint_action(
+        request,
+        "snooze",
+        body.model_dump(by_alias=True, mode="json"),
+        lambda: svc.snooze_from_app(user_id, tp_id, until, if_match_tags(request)),
+    )
+
+
+async def delete_touchpoint(request: web.Request) -> web.Response:
+    """Delete a one-off touchpoint (If-Match honoured); other sources are a 409."""
+    user_id = require_user(request)
+    await request.app[SERVICE].delete_one_off(
+        user_id, request.match_info["touchpoint_id"], if_match_tags(request)
+    )
+    return web.Response(status=204)
 
 
 async def post_one_off(request: web.Request) -> web.Response:

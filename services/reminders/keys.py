@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from shared.http import ServiceClient
+from shared.web.idempotency import IdempotencyStore
 
 if TYPE_CHECKING:
     from services.reminders.jobs import JobRunner
@@ -18,3 +19,4 @@ NOTIFIER_CLIENT: web.AppKey[ServiceClient] = web.AppKey("notifier_client", Servi
 REPOSITORY: web.AppKey[RemindersRepository] = web.AppKey("reminders_repository")
 SERVICE: web.AppKey[RemindersService] = web.AppKey("reminders_service")
 JOBS: web.AppKey[JobRunner] = web.AppKey("reminders_jobs")
+IDEMPOTENCY: web.AppKey[IdempotencyStore] = web.AppKey("reminders_idempotency", IdempotencyStore)

@@ -8,7 +8,13 @@ from aiohttp import web
 
 from services.reminders.gateways import ContactsGateway, NotifierGateway
 from services.reminders.jobs import jobs_ctx
-from services.reminders.keys import CONTACTS_CLIENT, NOTIFIER_CLIENT, REPOSITORY, SERVICE
+from services.reminders.keys import (
+    CONTACTS_CLIENT,
+    IDEMPOTENCY,
+    NOTIFIER_CLIENT,
+    REPOSITORY,
+    SERVICE,
+)
 from services.reminders.repository import RemindersRepository, ensure_indexes
 from services.reminders.routes import setup_routes
 from services.reminders.service import RemindersService
@@ -18,6 +24,7 @@ from shared.auth import Role
 from shared.clock import Clock
 from shared.http import ServiceClient
 from shared.web.auth import ROLE_LOOKUP
+from shared.web.idempotency import IdempotencyStore
 from shared.web.keys import CLOCK, DB
 
 
@@ -65,6 +72,8 @@ def create_app(settings: RemindersSettings, *, clock: Clock | None = None) -> we
 
         app[ROLE_LOOKUP] = current_role
         app[REPOSITORY] = repo
+        # Replays of the app's touchpoint actions; records expire by timestamp (24 h).
+        app[IDEMPOTENCY] = IdempotencyStore(app[DB]["idempotency"], app[CLOCK])
         app[SERVICE] = RemindersService(
             repo,
             contacts,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -345,3 +346,34 @@ class DryRunQuery(BaseModel):
     days: int = Field(default=7, ge=1, le=14)
     user_id: str | None = Field(default=None, max_length=64)
     limit: int = Field(default=200, ge=1, le=5000)
+
+
+TouchpointView = Literal["due", "upcoming"]
+MAX_SNOOZE = timedelta(days=366)
+
+
+class TouchpointQuery(BaseModel):
+    """Query of the user's touchpoint list: due now, upcoming, or both; by contact; paged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    view: TouchpointView | None = None
+    contact_id: str | None = Field(default=None, min_length=1, max_length=64)
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class SnoozeIn(BaseModel):
+    """Snooze a touchpoint for a duration (the SMS grammar: ``2w``, ``3d``, ``tomorrow``) or
+    until an instant; at most a year ahead."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    for_: str | None = Field(default=None, alias="for", min_length=1, max_length=20)
+    until: Instant | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SnoozeIn:
+        if (self.for_ is None) == (self.until is None):
+            raise ValueError('give either "for" (a duration such as 2w) or "until" (an instant)')
+        return self

@@ -245,6 +245,7 @@ class RemindersRepository:
 
     async def insert_touchpoint(self, doc: Document) -> bool:
         """Create a touchpoint once; False if it already exists (replays are harmless)."""
+        doc.setdefault("version", 1)
         try:
             await self.db.touchpoints.insert_one(doc)
         except DuplicateKeyError:
@@ -252,13 +253,66 @@ class RemindersRepository:
         return True
 
     async def update_touchpoint(
-        self, tp_id: str, fields: Document, history: Document | None = None
-    ) -> None:
-        """Change a touchpoint, recording the change in its history."""
-        update: Document = {"$set": fields}
+        self,
+        tp_id: str,
+        fields: Document,
+        history: Document | None = None,
+        *,
+        version: int | None = None,
+    ) -> bool:
+        """Change a touchpoint, recording the change in its history and bumping its version.
+
+        With ``version`` the change applies only if the touchpoint is still at that version
+        (a touchpoint written before versions existed is at version 0); False when it is not.
+        """
+        update: Document = {"$set": fields, "$inc": {"version": 1}}
         if history is not None:
             update["$push"] = {"history": history}
-        await self.db.touchpoints.update_one({"_id": tp_id}, update)
+        query: Document = {"_id": tp_id}
+        if version is not None:
+            query["version"] = version if version > 0 else None
+        result = await self.db.touchpoints.update_one(query, update)
+        return result.matched_count == 1
+
+    async def delete_touchpoint(self, tp_id: str, version: int) -> bool:
+        """Remove a touchpoint if it is still at this version."""
+        query: Document = {"_id": tp_id, "version": version if version > 0 else None}
+        result = await self.db.touchpoints.delete_one(query)
+        return result.deleted_count == 1
+
+    async def touchpoint_page(
+        self,
+        user_id: str,
+        *,
+        view: str | None,
+        now: datetime,
+        contact_id: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Document]:
+        """One page of a user's open touchpoints in ``(fire_at, _id)`` order.
+
+        ``view`` ``due`` keeps those whose time has come, ``upcoming`` the others, None both.
+        """
+        query: Document = {"user_id": user_id, "state": {"$in": list(OPEN_STATES)}}
+        if contact_id is not None:
+            query["contact_id"] = contact_id
+        if view == "due":
+            query["fire_at"] = {"$lte": now}
+        elif view == "upcoming":
+            query["fire_at"] = {"$gt": now}
+        if after is not None:
+            fire_at, last_id = after
+            query["$or"] = [
+                {"fire_at": {"$gt": fire_at}},
+                {"fire_at": fire_at, "_id": {"$gt": last_id}},
+            ]
+        return (
+            await self.db.touchpoints.find(query)
+            .sort([("fire_at", ASCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+            .to_list()
+        )
 
     async def bulk_touchpoints(self, docs: Sequence[Document]) -> None:
         """Insert many touchpoints (benchmarks and bulk reconciliation)."""
@@ -322,6 +376,7 @@ class RemindersRepository:
             {"user_id": user_id, "source_id": source_id, "state": {"$in": list(OPEN_STATES)}},
             {
                 "$set": {"state": "cancelled", "updated_at": now},
+                "$inc": {"version": 1},
                 "$push": {"history": {"at": now, "state": "cancelled", "why": "source removed"}},
             },
         )
@@ -335,6 +390,7 @@ class RemindersRepository:
             {"_id": {"$in": list(ids)}, "state": {"$in": list(OPEN_STATES)}},
             {
                 "$set": {"state": state, "updated_at": now},
+                "$inc": {"version": 1},
                 "$push": {"history": {"at": now, "state": state, "why": why}},
             },
         )
@@ -375,7 +431,7 @@ class RemindersRepository:
                         "updated_at": now,
                         "waits": 0,
                     },
-                    "$inc": {"nudge_count": 1},
+                    "$inc": {"nudge_count": 1, "version": 1},
                     "$push": {"history": {"at": now, "state": "nudged", "claim": claim_id}},
                 },
             )
@@ -407,7 +463,7 @@ class RemindersRepository:
             {"_id": {"$in": list(ids)}, "last_claim": claim_id, "state": "nudged"},
             {
                 "$set": {"state": "scheduled", "updated_at": now},
-                "$inc": {"nudge_count": -1},
+                "$inc": {"nudge_count": -1, "version": 1},
                 "$push": {"history": {"at": now, "state": "scheduled", "why": why}},
             },
         )

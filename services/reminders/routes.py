@@ -20,6 +20,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_put("/v1/preferences", h.put_preferences)
     r.add_get("/v1/touchpoints", h.get_upcoming)
     r.add_post("/v1/touchpoints", h.post_one_off)
+    r.add_post("/v1/touchpoints/{touchpoint_id}:done", h.post_touchpoint_done)
+    r.add_post("/v1/touchpoints/{touchpoint_id}:snooze", h.post_touchpoint_snooze)
+    r.add_post("/v1/touchpoints/{touchpoint_id}:skip", h.post_touchpoint_skip)
+    r.add_delete("/v1/touchpoints/{touchpoint_id}", h.delete_touchpoint)
 
     r.add_get("/admin/v1/tiers", h.get_tiers)
     r.add_put("/admin/v1/tiers", h.put_tiers)

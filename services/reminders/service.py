@@ -39,7 +39,8 @@ from services.reminders.scheduling import (
 )
 from services.reminders.settings import RemindersSettings
 from shared.clock import Clock, parse_instant
-from shared.errors import NotFound, UpstreamError, ValidationFailed
+from shared.errors import Conflict, NotFound, PreconditionFailed, UpstreamError, ValidationFailed
+from shared.web.etag import make_etag
 
 log = logging.getLogger(__name__)
 
@@ -726,6 +727,142 @@ class RemindersService:
         await self.repo.insert_touchpoint(doc)
         return doc
 
+    # -- acting on one touchpoint: the rules SMS replies and the app's API share --------------
+    async def snooze_touchpoint(
+        self, tp: Doc, until: datetime, now: datetime, *, version: int | None = None
+    ) -> bool:
+        """Put a touchpoint off until ``until``; False if ``version`` is no longer current."""
+        until = ms(until)
+        return await self.repo.update_touchpoint(
+            tp["_id"],
+            {
+                "state": "snoozed",
+                "snoozed_until": until,
+                "fire_at": until,
+                "updated_at": now,
+                "waits": 0,
+            },
+            {"at": now, "state": "snoozed", "until": until},
+            version=version,
+        )
+
+    async def close_touchpoint(
+        self, tp: Doc, state: str, why: str | None, now: datetime, *, version: int | None = None
+    ) -> bool:
+        """Mark a touchpoint done or skipped; False if ``version`` is no longer current."""
+        history: Doc = {"at": now, "state": state}
+        if why is not None:
+            history["why"] = why
+        return await self.repo.update_touchpoint(
+            tp["_id"], {"state": state, "updated_at": now}, history, version=version
+        )
+
+    async def restart_cadence(self, user: Doc, contact_id: str, now: datetime) -> Doc | None:
+        """A skipped check-in starts the next cycle from now, without logging a touch.
+
+        Returns the contact's mirror as it was before (for UNDO), or None without a mirror.
+        """
+        contact = await self.repo.get_contact(user["_id"], contact_id)
+        if contact is None:
+            return None
+        changed = await self.repo.put_contact(user["_id"], contact_id, {"skip_base": now})
+        await self.recompute_contact(user, changed, await self.policy())
+        return contact
+
+    async def owned_touchpoint(self, user_id: str, tp_id: str) -> Doc:
+        """One of the user's touchpoints; another user's is as unknown as a missing one."""
+        tp = await self.repo.get_touchpoint(tp_id)
+        if tp is None or tp.get("user_id") != user_id:
+            raise NotFound("no such touchpoint")
+        return tp
+
+    async def _actionable(
+        self, user_id: str, tp_id: str, if_match: frozenset[str] | None, *, open_only: bool = True
+    ) -> tuple[Doc, int]:
+        tp = await self.owned_touchpoint(user_id, tp_id)
+        if if_match is not None and touchpoint_etag(tp) not in if_match:
+            raise PreconditionFailed("the touchpoint has changed since it was read; fetch it again")
+        if open_only and tp.get("state") not in OPEN_STATES:
+            raise Conflict(f"the touchpoint is {tp.get('state')}; only an open one can be acted on")
+        return tp, int(tp.get("version", 0))
+
+    @staticmethod
+    def _lost_race() -> PreconditionFailed:
+        return PreconditionFailed("the touchpoint changed during the update; fetch it again")
+
+    async def complete_touchpoint(
+        self, user_id: str, tp_id: str, if_match: frozenset[str] | None
+    ) -> Doc:
+        """Done from the app: as DONE by SMS, a touch with the contact is logged through contacts
+        (the cadence restarts from it and what it meets closes); the item itself is closed."""
+        tp, version = await self._actionable(user_id, tp_id, if_match)
+        now = self.now()
+        contact_id = tp.get("contact_id")
+        entry: Doc | None = None
+        payload: Doc = {
+            "kind": "message",
+            "occurred_at": now.isoformat().replace("+00:00", "Z"),
+            "source": "app",
+        }
+        if contact_id:
+            key = f"touchpoint:{tp_id}:{version}"
+            entry = await self.contacts.log_interaction(user_id, contact_id, payload, key)
+        if tp.get("source") != "cadence" and not await self.close_touchpoint(
+            tp, "done", "app", now, version=version
+        ):
+            raise self._lost_race()
+        if entry is not None:
+            await self.apply_interaction(
+                {**payload, **entry, "user_id": user_id, "contact_id": contact_id}
+            )
+        return await self.owned_touchpoint(user_id, tp_id)
+
+    async def snooze_from_app(
+        self, user_id: str, tp_id: str, until: datetime, if_match: frozenset[str] | None
+    ) -> Doc:
+        """Snooze from the app, until an instant already validated by the caller."""
+        tp, version = await self._actionable(user_id, tp_id, if_match)
+        if not await self.snooze_touchpoint(tp, until, self.now(), version=version):
+            raise self._lost_race()
+        return await self.owned_touchpoint(user_id, tp_id)
+
+    async def skip_from_app(self, user_id: str, tp_id: str, if_match: frozenset[str] | None) -> Doc:
+        """Skip from the app: as SKIP by SMS, a skipped check-in restarts the cadence from now."""
+        tp, version = await self._actionable(user_id, tp_id, if_match)
+        now = self.now()
+        if not await self.close_touchpoint(tp, "skipped", None, now, version=version):
+            raise self._lost_race()
+        if tp.get("source") == "cadence" and tp.get("contact_id"):
+            await self.restart_cadence(await self.ensure_user(user_id), tp["contact_id"], now)
+        return await self.owned_touchpoint(user_id, tp_id)
+
+    async def delete_one_off(
+        self, user_id: str, tp_id: str, if_match: frozenset[str] | None
+    ) -> None:
+        """Remove a one-off the user added; other touchpoints follow their sources."""
+        tp, version = await self._actionable(user_id, tp_id, if_match, open_only=False)
+        if tp.get("source") != "oneoff":
+            raise Conflict(
+                f"only one-off touchpoints can be deleted; this one comes from {tp.get('source')}"
+                " (skip it instead)"
+            )
+        if not await self.repo.delete_touchpoint(tp_id, version):
+            raise self._lost_race()
+
+    async def touchpoint_page(
+        self,
+        user_id: str,
+        *,
+        view: str | None,
+        contact_id: str | None,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[Doc]:
+        """One page of the user's open touchpoints (due now, upcoming, or both)."""
+        return await self.repo.touchpoint_page(
+            user_id, view=view, now=self.now(), contact_id=contact_id, after=after, limit=limit
+        )
+
     async def upcoming(self, user_id: str) -> Doc:
         """A user's open touchpoints, soonest first, and their next digest time."""
         user = await self.ensure_user(user_id)
@@ -1318,10 +1455,16 @@ def describe(tp: Doc, now: datetime) -> str:
     return f"{who}: {tp.get('reason')}"
 
 
+def touchpoint_etag(tp: Doc) -> str:
+    """The ETag of a touchpoint's current version (0 for one stored before versions)."""
+    return make_etag(str(tp["_id"]), int(tp.get("version", 0)))
+
+
 def public_touchpoint(tp: Doc, *, history: bool = False) -> Doc:
     """A touchpoint as the API shows it."""
     out = {
         "id": tp["_id"],
+        "etag": touchpoint_etag(tp),
         "contact_id": tp.get("contact_id"),
         "contact_name": tp.get("contact_name"),
         "source": tp.get("source"),

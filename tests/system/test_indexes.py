@@ -422,6 +422,11 @@ async def contacts_flows(stack: Stack) -> dict[str, str]:
     )
     await contacts.call("GET", "/v1/stats", token=me)
     await contacts.call("GET", "/v1/stats?period=week&offset=-1", token=me)
+    # The mobile delta sync: a full listing in small pages (every kind), then the feed's slice.
+    synced = await contacts.call("GET", "/v1/sync?limit=2", token=me)
+    while synced["has_more"]:
+        synced = await contacts.call("GET", f"/v1/sync?limit=2&since={synced['next']}", token=me)
+    await contacts.call("GET", f"/v1/sync?limit=2&since={synced['next']}", token=me)
 
     # The internal API other services (and the CLI) use.
     internal = service_token("reminders", "contacts")
@@ -472,6 +477,35 @@ async def reminders_flows(stack: Stack, ids: dict[str, str]) -> None:
         expect=201,
     )
     await reminders.call("GET", "/v1/touchpoints", token=me)
+    # The app's paged list and actions on its own one-offs (far ahead: the digests below
+    # are unchanged).
+    await reminders.call("GET", "/v1/touchpoints?view=due&limit=1", token=me)
+    page = await reminders.call("GET", "/v1/touchpoints?view=upcoming&limit=1", token=me)
+    await reminders.call("GET", f"/v1/touchpoints?cursor={page['next_cursor']}", token=me)
+    await reminders.call("GET", f"/v1/touchpoints?contact_id={ids['Sam Ortiz']}", token=me)
+    later = (START + timedelta(days=300)).isoformat()
+    acted, removed = [
+        await reminders.call(
+            "POST",
+            "/v1/touchpoints",
+            {"contact_name": name, "reason": "call back", "due_at": later},
+            token=me,
+            expect=201,
+        )
+        for name in ("Jo Bell", "Kim Wu")
+    ]
+    keyed = {"Idempotency-Key": "snooze-1", "If-Match": acted["etag"]}
+    path = f"/v1/touchpoints/{acted['id']}"
+    await reminders.call("POST", f"{path}:snooze", {"for": "2w"}, token=me, headers=keyed)
+    await reminders.call("POST", f"{path}:snooze", {"for": "2w"}, token=me, headers=keyed)
+    await reminders.call("POST", f"{path}:done", token=me)
+    await reminders.call(
+        "DELETE",
+        f"/v1/touchpoints/{removed['id']}",
+        token=me,
+        headers={"If-Match": removed["etag"]},
+        expect=204,
+    )
 
     # The first digest: the clock moves to Alice's digest time; the sweep hands it over.
     user = await service.repo.get_user(user_id)
