@@ -6,7 +6,7 @@ several times as a subprocess (``python -m bench.<name> --json FILE``), then ask
 render its section from all runs (medians, min-max). Sections sit between markers, so
 ``--only NAME`` reruns one benchmark and replaces just its section.
 
-    .venv/bin/python -m bench                       # everything (about 45 minutes on mongo-java-server)
+    .venv/bin/python -m bench                       # everything (~45 min on mongo-java-server)
     .venv/bin/python -m bench --only send_rate      # one section
     .venv/bin/python -m bench --quick --output /tmp/b.md   # tiny sizes, a smoke run
 """
