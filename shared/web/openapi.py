@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -104,8 +105,5 @@ def build_document(
 
 
 def _path_names(path: str) -> list[str]:
-    names = []
-    for part in path.split("/"):
-        if part.startswith("{") and part.endswith("}"):
-            names.append(part[1:-1])
-    return names
+    # Templates may share a segment with a literal (``/v1/touchpoints/{id}:done``).
+    return re.findall(r"\{([^{}/]+)\}", path)

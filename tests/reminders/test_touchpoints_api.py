@@ -289,3 +289,23 @@ async def test_actions_need_a_user_and_an_open_touchpoint(
         assert resp.status == 409, action
     resp = await client.post(f"/v1/touchpoints/{tp['id']}:snooze", json={"for": "1d"}, headers=me)
     assert resp.status == 409
+
+
+async def test_openapi_describes_the_touchpoint_api(make_client: MakeClient) -> None:
+    """The document lists the list's query, the actions' headers and their error statuses."""
+    client = await make_client()
+    doc = await (await client.get("/openapi.json")).json()
+    listing = doc["paths"]["/v1/touchpoints"]["get"]
+    assert [p["name"] for p in listing["parameters"]] == ["view", "contact_id", "limit", "cursor"]
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TouchpointPage"
+    }
+    for action in ("done", "snooze", "skip"):
+        spec = doc["paths"][f"/v1/touchpoints/{{touchpoint_id}}:{action}"]["post"]
+        names = [p["name"] for p in spec["parameters"]]
+        assert names == ["touchpoint_id", "If-Match", "Idempotency-Key"], action
+        assert set(spec["responses"]["200"]["headers"]) == {"ETag", "Idempotent-Replayed"}
+        assert {"404", "409", "412", "422"} <= set(spec["responses"])
+    delete = doc["paths"]["/v1/touchpoints/{touchpoint_id}"]["delete"]
+    assert {"204", "404", "409", "412"} <= set(delete["responses"])
+    assert "for" in doc["components"]["schemas"]["SnoozeIn"]["properties"]
