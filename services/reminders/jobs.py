@@ -18,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pymongo.errors import PyMongoError
 
-from services.reminders.keys import JOBS, SERVICE
+from services.reminders.keys import IDEMPOTENCY, JOBS, SERVICE
 from services.reminders.service import RemindersService
 from services.reminders.sync import ChangeFeedConsumer
 from shared.mongo import INDEXES_READY
@@ -42,8 +42,10 @@ class JobRunner:
         consumer: ChangeFeedConsumer,
         refresh_s: float,
         registry: CollectorRegistry | None = None,
+        purge: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.svc = service
+        self._purge = purge
         registry = registry or CollectorRegistry()
         self.job_runs = Counter(
             "touchbase_reminders_job_runs_total",
@@ -78,8 +80,16 @@ class JobRunner:
             "sweep": service.sweep,
             "retry": service.recover,
             "reap": service.recover,
-            "reconcile": consumer.reconcile,
+            "reconcile": self._reconcile,
         }
+
+    async def _reconcile(self) -> Any:
+        # Daily housekeeping rides on the daily job: expired Idempotency-Key records go too
+        # (FerretDB has no TTL indexes).
+        result = await self.consumer.reconcile()
+        if self._purge is not None:
+            await self._purge()
+        return result
 
     def _wrap(self, name: str) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
@@ -173,6 +183,7 @@ async def jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         ChangeFeedConsumer(service, settings.change_page_size),
         settings.timings_refresh_s,
         app[METRICS],
+        app[IDEMPOTENCY].purge,
     )
     app[JOBS] = runner
 

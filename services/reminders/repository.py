@@ -42,6 +42,8 @@ async def ensure_indexes(db: Database) -> None:
     await db.replies.create_index([("user_id", ASCENDING)])
     await db.undo.create_index([("user_id", ASCENDING), ("at", DESCENDING)])
     await db.audit.create_index([("at", DESCENDING)])
+    # Purging expired Idempotency-Key records of the touchpoint actions.
+    await db.idempotency.create_index([("created_at", ASCENDING)])
 
 
 class RemindersRepository:

@@ -9,7 +9,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from services.reminders.keys import JOBS
 from shared.clock import ControllableClock
+from shared.web.keys import DB
 from tests.reminders.conftest import START, Fakes, MakeClient, svc, sync, user_headers
 
 Client = TestClient[web.Request, web.Application]
@@ -309,3 +311,21 @@ async def test_openapi_describes_the_touchpoint_api(make_client: MakeClient) -> 
     delete = doc["paths"]["/v1/touchpoints/{touchpoint_id}"]["delete"]
     assert {"204", "404", "409", "412"} <= set(delete["responses"])
     assert "for" in doc["components"]["schemas"]["SnoozeIn"]["properties"]
+
+
+async def test_the_daily_job_purges_expired_idempotency_records(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """A key's record lives 24 hours; the daily reconcile removes older ones."""
+    client, uid = await _setup(make_client, fakes)
+    me = user_headers(clock, uid)
+    tp = await _one_off(client, me, "Bob", "2026-03-01T12:00:00Z")
+    keyed = {**me, "Idempotency-Key": "skip-1"}
+    assert (await client.post(f"/v1/touchpoints/{tp['id']}:skip", headers=keyed)).status == 200
+    records = client.app[DB]["idempotency"]
+    assert await records.count_documents({}) == 1
+    await client.app[JOBS].jobs["reconcile"]()
+    assert await records.count_documents({}) == 1
+    clock.advance(timedelta(hours=25))
+    await client.app[JOBS].jobs["reconcile"]()
+    assert await records.count_documents({}) == 0

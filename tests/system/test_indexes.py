@@ -506,6 +506,7 @@ async def reminders_flows(stack: Stack, ids: dict[str, str]) -> None:
         headers={"If-Match": removed["etag"]},
         expect=204,
     )
+    await stack.apps["reminders"][JOBS].jobs["reconcile"]()  # with the idempotency purge
 
     # The first digest: the clock moves to Alice's digest time; the sweep hands it over.
     user = await service.repo.get_user(user_id)
