@@ -14,6 +14,7 @@ from services.contacts.settings import ContactsSettings
 from services.contacts.sync import FeedPosition, SnapshotPosition, SyncTokens
 from tests.contacts.conftest import Client, bearer
 from tests.contacts.test_contacts import create
+from tests.contacts.test_import import imported
 
 
 async def sync(
@@ -257,3 +258,35 @@ async def test_changes_wait_for_the_safety_lag_and_are_not_lost(
     await asyncio.sleep(0.7)
     pages, _ = await sync_all(client, alice, early["next"])
     assert erin["id"] in {c["id"] for p in pages for c in p["contacts"]}
+
+
+async def test_imported_contacts_and_counter_updates_are_synced(
+    client: Client, alice: dict[str, Any]
+) -> None:
+    dana = await create(client, alice, name="Dana Lee")
+    _, token = await sync_all(client, alice)
+    _, token = await sync_all(client, alice, token)
+    # An import writes its change records in batches; each new contact reaches the phone.
+    cards = b"".join(
+        f"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Member {n}\r\nEND:VCARD\r\n".encode() for n in range(3)
+    )
+    report = await imported(client, alice, cards)
+    created = {row["contact_id"] for row in report["rows"]}
+    assert len(created) == 3
+    # Logging an interaction changes the contact's counters too: both are sent.
+    call = await log(client, alice, dana["id"])
+    pages, _ = await sync_all(client, alice, token)
+    contacts = {c["id"]: c for p in pages for c in p["contacts"]}
+    assert set(contacts) == created | {dana["id"]}
+    assert contacts[dana["id"]]["interaction_count"] == 1
+    assert [i for p in pages for i in ids(p, "interactions")] == [call["id"]]
+
+
+async def test_openapi_describes_sync(client: Client) -> None:
+    spec = await (await client.get("/openapi.json")).json()
+    operation = spec["paths"]["/v1/sync"]["get"]
+    assert [p["name"] for p in operation["parameters"]] == ["since", "limit"]
+    assert {"200", "400", "401", "410", "422"} <= set(operation["responses"])
+    page = spec["components"]["schemas"]["SyncPage"]
+    assert set(page["required"]) >= {"contacts", "interactions", "referrals", "tombstones"}
+    assert set(page["required"]) >= {"next", "has_more"}
