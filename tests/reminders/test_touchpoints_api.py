@@ -329,3 +329,38 @@ async def test_the_daily_job_purges_expired_idempotency_records(
     clock.advance(timedelta(hours=25))
     await client.app[JOBS].jobs["reconcile"]()
     assert await records.count_documents({}) == 0
+
+
+async def test_a_change_between_check_and_write_is_refused(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """The writes are conditional on the version read: a concurrent change wins, nothing else."""
+    client, uid = await _setup(make_client, fakes)
+    me = user_headers(clock, uid)
+    tp = await _one_off(client, me, "Bob", "2026-03-01T12:00:00Z")
+    service = svc(client)
+    read = await service.repo.get_touchpoint(tp["id"])
+    assert read is not None
+    now = service.now()
+    assert await service.snooze_touchpoint(read, now + timedelta(days=1), now, version=1)
+    assert not await service.close_touchpoint(read, "skipped", None, now, version=1)
+    assert not await service.repo.delete_touchpoint(tp["id"], 1)
+    stored = await service.repo.get_touchpoint(tp["id"])
+    assert stored is not None
+    assert (stored["state"], stored["version"]) == ("snoozed", 2)
+
+
+async def test_a_touchpoint_stored_before_versions_is_version_0(
+    make_client: MakeClient, fakes: Fakes, clock: ControllableClock
+) -> None:
+    """Its ETag names version 0; acting on it (with that If-Match) makes it version 1."""
+    client, uid = await _setup(make_client, fakes)
+    me = user_headers(clock, uid)
+    tp = await _one_off(client, me, "Bob", "2026-03-01T12:00:00Z")
+    await svc(client).repo.db.touchpoints.update_one({"_id": tp["id"]}, {"$unset": {"version": 1}})
+    listed = await (await client.get("/v1/touchpoints", headers=me)).json()
+    assert listed["items"][0]["etag"] == f'"{tp["id"]}-0"'
+    headers = {**me, "If-Match": f'"{tp["id"]}-0"'}
+    resp = await client.post(f"/v1/touchpoints/{tp['id']}:skip", headers=headers)
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["ETag"] == f'"{tp["id"]}-1"'
