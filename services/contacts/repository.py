@@ -7,12 +7,10 @@ unique-key inserts, which hold on MongoDB and on FerretDB alike.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 from pymongo import ASCENDING, DESCENDING
@@ -20,7 +18,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from shared.clock import Clock, SystemClock
-from shared.errors import BadRequest
 from shared.mongo import Database, Document
 
 USERS = "users"
@@ -79,48 +76,6 @@ async def create_indexes(db: Database) -> None:
 
 
 # --- cursors ----------------------------------------------------------------------------------
-
-
-def encode_cursor(values: Sequence[Any]) -> str:
-    """An opaque page cursor from the last item's sort values."""
-    plain = [{"$d": int(v.timestamp() * 1000)} if isinstance(v, datetime) else v for v in values]
-    raw = json.dumps(plain, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, kinds: Sequence[type[str] | type[datetime]], name: str) -> list[Any]:
-    """The sort values inside a cursor, each of the kind expected at its place; else a 400.
-
-    A cursor comes back from the client, so it is untrusted input: only the shapes
-    :func:`encode_cursor` writes are accepted (strings that encode as UTF-8, and dates as whole
-    milliseconds within Python's range). Numbers never occur in a cursor, so none reaches the
-    driver (a 2**70 or NaN would fail or compare oddly there). ``name`` is the query parameter.
-    """
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        plain = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(plain, list) or len(plain) != len(kinds):
-            raise ValueError("wrong shape")
-        return [_cursor_value(value, kind) for value, kind in zip(plain, kinds, strict=True)]
-    except (ValueError, TypeError, KeyError, OverflowError, OSError):
-        raise BadRequest(
-            f"the {name} is not a valid cursor; use the one a page returned",
-            errors=[{"field": name, "message": "malformed cursor"}],
-        ) from None
-
-
-def _cursor_value(value: Any, kind: type[str] | type[datetime]) -> str | datetime:
-    if kind is datetime:
-        if not isinstance(value, dict) or set(value) != {"$d"}:
-            raise ValueError("a date was expected")
-        millis = value["$d"]
-        if not isinstance(millis, int) or isinstance(millis, bool):
-            raise ValueError("a date is whole milliseconds")
-        return datetime.fromtimestamp(millis / 1000, UTC)
-    if not isinstance(value, str):
-        raise ValueError("a string was expected")
-    value.encode()  # a lone surrogate cannot be stored or compared: UnicodeEncodeError
-    return value
 
 
 def after_filter(field: str, direction: int, value: Any, last_id: str) -> Document:

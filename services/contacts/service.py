@@ -59,8 +59,6 @@ from services.contacts.repository import (
     StageRepository,
     UserRepository,
     after_filter,
-    decode_cursor,
-    encode_cursor,
 )
 from services.contacts.scorecard import build as build_scorecard
 from services.contacts.scorecard import window as scorecard_window
@@ -85,6 +83,7 @@ from shared.errors import (
 )
 from shared.http import ServiceClient
 from shared.mongo import Document
+from shared.pagination import decode_cursor, encode_cursor
 from shared.web.etag import make_etag
 
 log = logging.getLogger(__name__)
