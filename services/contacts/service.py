@@ -626,20 +626,9 @@ class ContactsService:
     ) -> StageChangePage:
         """A contact's stage changes, oldest first (deleted contacts' too)."""
         await self.contact(user_id, contact_id)
-        query: Document = {"user_id": user_id, "contact_id": contact_id}
-        if cursor:
-            when, last_id = decode_cursor(cursor, (datetime, str), "cursor")
-            query = {
-                "user_id": user_id,
-                "$and": [query, after_filter("at", ASCENDING, when, last_id)],
-            }
-        docs = await self._stages.find_page(
-            query, [("at", ASCENDING), ("_id", ASCENDING)], limit + 1
+        docs, nxt = await _contact_page(
+            self._stages, user_id, contact_id, "at", ASCENDING, cursor, limit
         )
-        nxt = None
-        if len(docs) > limit:
-            docs = docs[:limit]
-            nxt = encode_cursor([docs[-1]["at"], docs[-1]["_id"]])
         return StageChangePage(items=[stage_change_out(d) for d in docs], next=nxt)
 
     async def match_contacts(self, user_id: str, name: str, limit: int) -> list[InternalContact]:
@@ -734,20 +723,9 @@ class ContactsService:
     ) -> InteractionPage:
         """A contact's interactions, newest first."""
         await self.contact(user_id, contact_id)
-        query: Document = {"user_id": user_id, "contact_id": contact_id}
-        if cursor:
-            when, last_id = decode_cursor(cursor, (datetime, str), "cursor")
-            query = {
-                "user_id": user_id,
-                "$and": [query, after_filter("occurred_at", DESCENDING, when, last_id)],
-            }
-        docs = await self._interactions.find_page(
-            query, [("occurred_at", DESCENDING), ("_id", DESCENDING)], limit + 1
+        docs, nxt = await _contact_page(
+            self._interactions, user_id, contact_id, "occurred_at", DESCENDING, cursor, limit
         )
-        nxt = None
-        if len(docs) > limit:
-            docs = docs[:limit]
-            nxt = encode_cursor([docs[-1]["occurred_at"], docs[-1]["_id"]])
         return InteractionPage(items=[interaction_out(d) for d in docs], next=nxt)
 
     async def interaction_doc(self, user_id: str, interaction_id: str) -> Document:
@@ -1208,3 +1186,29 @@ class ContactsService:
         await delete_tokens(user_id)
         await self._users.delete(user_id)
         log.info("account deleted", extra={"user_id": user_id})
+
+
+async def _contact_page(
+    repo: Any,
+    user_id: str,
+    contact_id: str,
+    field: str,
+    direction: int,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Document], str | None]:
+    """One keyset page of a contact's records in (``field``, ``_id``) order, and the next cursor."""
+    query: Document = {"user_id": user_id, "contact_id": contact_id}
+    if cursor:
+        when, last_id = decode_cursor(cursor, (datetime, str), "cursor")
+        query = {
+            "user_id": user_id,
+            "$and": [query, after_filter(field, direction, when, last_id)],
+        }
+    docs: list[Document] = await repo.find_page(
+        query, [(field, direction), ("_id", direction)], limit + 1
+    )
+    if len(docs) <= limit:
+        return docs, None
+    docs = docs[:limit]
+    return docs, encode_cursor([docs[-1][field], docs[-1]["_id"]])
