@@ -238,12 +238,20 @@ def test_reminders_user_api_is_scoped_to_the_caller(stack: Stack, world: World) 
     )
     expect_problem(smuggled, 422, smuggled.json)
     assert snapshot(stack, world) == before
-    # The reminders user API never serves a user's data by id in the path.
-    for path in (
-        f"/v1/touchpoints/{world.touchpoint_id}",
-        f"/v1/users/{world.alice.id}/preferences",
-        f"/v1/preferences/{world.alice.id}",
+    # Touchpoints are addressed by id for the app's actions: another user's is as unknown as one
+    # that does not exist, and acting on it changes nothing.
+    tp = f"/v1/touchpoints/{world.touchpoint_id}"
+    for method, path, body in (
+        ("DELETE", tp, None),
+        ("POST", f"{tp}:done", None),
+        ("POST", f"{tp}:skip", None),
+        ("POST", f"{tp}:snooze", {"for": "1w"}),
     ):
+        got = call(method, r(stack, path), body, token=world.bob.access)
+        expect_problem(got, 404, (method, path, got.status))
+    assert snapshot(stack, world) == before
+    # The rest of the reminders user API never serves a user's data by id in the path.
+    for path in (f"/v1/users/{world.alice.id}/preferences", f"/v1/preferences/{world.alice.id}"):
         got = call("GET", r(stack, path), token=world.bob.access)
         expect_problem(got, 404, (path, got.status))
 
