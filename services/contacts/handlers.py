@@ -70,6 +70,16 @@ def _json(
     return web.json_response(model, status=status, headers=headers)
 
 
+def _conditional_get(
+    request: web.Request, doc: dict[str, Any], out: Callable[[dict[str, Any]], BaseModel]
+) -> web.Response:
+    """One stored entity as JSON with its ETag, or a bare 304 when If-None-Match matches."""
+    etag = entity_etag(doc)
+    if not_modified(request, etag):
+        return web.Response(status=304, headers={"ETag": etag})
+    return _json(out(doc), headers={"ETag": etag})
+
+
 def _svc(request: web.Request) -> ContactsService:
     return request.app[CONTACTS_SERVICE]
 
@@ -336,10 +346,7 @@ async def get_interaction(request: web.Request) -> web.Response:
     doc = await _svc(request).interaction_doc(
         require_user(request), _path(request, "interaction_id")
     )
-    etag = entity_etag(doc)
-    if not_modified(request, etag):
-        return web.Response(status=304, headers={"ETag": etag})
-    return _json(interaction_out(doc), headers={"ETag": etag})
+    return _conditional_get(request, doc, interaction_out)
 
 
 async def patch_interaction(request: web.Request) -> web.Response:
@@ -395,10 +402,7 @@ async def create_referral(request: web.Request) -> web.Response:
 async def get_referral(request: web.Request) -> web.Response:
     """One referral (with its ETag)."""
     doc = await _svc(request).referral_doc(require_user(request), _path(request, "referral_id"))
-    etag = entity_etag(doc)
-    if not_modified(request, etag):
-        return web.Response(status=304, headers={"ETag": etag})
-    return _json(referral_out(doc), headers={"ETag": etag})
+    return _conditional_get(request, doc, referral_out)
 
 
 async def patch_referral(request: web.Request) -> web.Response:
